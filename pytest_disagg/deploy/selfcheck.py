@@ -51,57 +51,66 @@ def _complete(url: str, model: str, prompt: list[int], max_tokens: int = 4) -> d
         return json.loads(resp.read())
 
 
-def _scrape(server) -> str:
-    return server.scrape_metrics()
-
-
 def run_selfcheck(deployment, prompt_lengths=PROMPT_LENGTHS, seed: int | None = None) -> dict:
+    """Send fresh prompts through the deployment and judge the decode server's counters."""
     decode = deployment.decode[0]
-    medium = deployment.medium
     rng = random.Random(seed)
     vocab = deployment.model.vocab_size
     prompts = [[rng.randrange(3, vocab) for _ in range(n)] for n in prompt_lengths]
-    before = _scrape(decode)
+    before = decode.scrape_metrics()
     for prompt in prompts:
         answer = _complete(deployment.url, deployment.model_name, prompt)
         if answer.get("usage", {}).get("completion_tokens") != 4:
             return _verdict(False, f"a self-check request did not complete: {answer}", {})
-    after = _scrape(decode)
+    after = decode.scrape_metrics()
+    return evaluate(before, after, list(prompt_lengths), deployment.medium.evidence, deployment.kv_bytes_per_token)
+
+
+def evaluate(before: str, after: str, prompt_lengths: list[int], evidence: str, kv_bytes_per_token: int) -> dict:
+    """Judge two scrapes of the decode server's /metrics around the self-check prompts."""
     block = int(metric_label(after, "vllm:cache_config_info", "block_size") or 0)
     tokens = sum(prompt_lengths)
-    local = metric_sum(after, "vllm:prompt_tokens_by_source_total", source="local_compute") - metric_sum(
-        before, "vllm:prompt_tokens_by_source_total", source="local_compute")
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
+
+    local = delta("vllm:prompt_tokens_by_source_total", source="local_compute")
     figures: dict = {
-        "prompts": len(prompts), "prompt_tokens": tokens, "block_size": block,
-        "expected_kv_bytes_per_token": deployment.kv_bytes_per_token, "decode_local_compute_tokens": local,
-        "evidence": medium.evidence,
+        "prompts": len(prompt_lengths), "prompt_tokens": tokens, "block_size": block,
+        "expected_kv_bytes_per_token": kv_bytes_per_token, "decode_local_compute_tokens": local,
+        "evidence": evidence,
     }
     problems = []
-    if medium.evidence == "nixl_bytes":
-        moved = metric_sum(after, "vllm:nixl_bytes_transferred_sum") - metric_sum(before, "vllm:nixl_bytes_transferred_sum")
-        padded = sum(math.ceil(n / block) * block for n in prompt_lengths) if block else 0
-        per_token = moved / padded if padded else 0.0
+    if not block:
+        problems.append("the decode server does not export vllm:cache_config_info{block_size}")
+    elif evidence == "nixl_bytes":
+        moved = delta("vllm:nixl_bytes_transferred_sum")
+        padded = sum(math.ceil(n / block) * block for n in prompt_lengths)
+        per_token = moved / padded
         figures.update({"bytes_moved": moved, "padded_tokens": padded, "measured_kv_bytes_per_token": per_token})
         if moved <= 0:
             problems.append("the decode server reports no NIXL bytes transferred")
-        elif abs(per_token - deployment.kv_bytes_per_token) > 1e-6 * deployment.kv_bytes_per_token:
+        elif abs(per_token - kv_bytes_per_token) > 1e-6 * kv_bytes_per_token:
             problems.append(
                 f"moved {moved:.0f} B for {padded} block-padded prompt tokens = {per_token:.1f} B/token, "
-                f"expected {deployment.kv_bytes_per_token} B/token from the model's shape")
-    elif medium.evidence == "external_hits":
-        hits = metric_sum(after, "vllm:external_prefix_cache_hits_total") - metric_sum(before, "vllm:external_prefix_cache_hits_total")
-        full_blocks = sum((n // block) * block for n in prompt_lengths) if block else tokens
+                f"expected {kv_bytes_per_token} B/token from the model's shape")
+    elif evidence == "external_hits":
+        hits = delta("vllm:external_prefix_cache_hits_total")
+        full_blocks = sum((n // block) * block for n in prompt_lengths)
         figures.update({"external_hit_tokens": hits, "full_block_tokens": full_blocks})
         if hits <= 0:
             problems.append("the decode server reports no external KV cache hits")
         elif hits < full_blocks:
             problems.append(f"decode loaded {hits:.0f} prompt tokens from the medium, expected at least {full_blocks}")
-    # Decode may recompute at most the tail that does not fill a block (and the last token).
-    allowed = sum(n - (n // block) * block + 1 for n in prompt_lengths) if block else len(prompts)
-    figures["allowed_local_compute_tokens"] = allowed
-    if local > allowed:
-        problems.append(f"the decode server computed {local:.0f} prompt tokens itself (allowed {allowed}): "
-                        "the KV cache was recomputed, not transferred")
+    else:
+        problems.append(f"medium declares no way to prove a transfer (evidence={evidence!r})")
+    if block:
+        # Decode may recompute at most the tail that does not fill a block, and the last token.
+        allowed = sum(n - (n // block) * block + 1 for n in prompt_lengths)
+        figures["allowed_local_compute_tokens"] = allowed
+        if local > allowed:
+            problems.append(f"the decode server computed {local:.0f} prompt tokens itself (allowed {allowed}): "
+                            "the KV cache was recomputed, not transferred")
     return _verdict(not problems, "; ".join(problems) or "ok", figures)
 
 
