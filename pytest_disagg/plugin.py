@@ -15,14 +15,14 @@ from .mediums import InstallInfo, MediumRegistry, detect_install
 from .mediums.base import count_cuda_devices
 from .options import DisaggOptions, OptionError, build_options
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["pytest_disagg.energy.pytest_plugin"]
 
 MARKERS = {
     "disagg": "runs real prefill/decode deployments; disagg(mediums=[...], prefix_caching=[...]) narrows them",
     "latency": "latency benchmarks (TTFT, TPOT, ITL, E2E) against baselines",
     "energy": "GPU energy per token/stage benchmarks (needs NVML)",
     "kv_reuse": "prefix-cache / KV reuse benchmarks",
-    "dvfs": "stage-wise GPU clock benchmarks (dry-run unless --disagg-dvfs=apply)",
+    "dvfs": "prefill × decode GPU clock grid (needs --disagg-dvfs=dry-run|apply; never changes clocks in dry-run)",
     "gpu": "needs a GPU; skipped with a reason when none is selected",
 }
 
