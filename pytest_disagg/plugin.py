@@ -14,6 +14,7 @@ from .deploy import processes
 from .mediums import InstallInfo, MediumRegistry, detect_install
 from .mediums.base import count_cuda_devices
 from .options import DisaggOptions, OptionError, build_options
+from .results import SessionResults
 
 pytest_plugins = ["pytest_disagg.energy.pytest_plugin"]
 
@@ -45,6 +46,7 @@ _OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
 _POOL_KEY = pytest.StashKey[DeploymentPool]()
 _REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
 _INSTALL_KEY = pytest.StashKey[InstallInfo]()
+_RESULTS_KEY = pytest.StashKey[SessionResults]()
 
 
 def pytest_addhooks(pluginmanager):
@@ -79,6 +81,10 @@ def pytest_configure(config):
         raise pytest.UsageError(str(exc)) from None
     config.stash[_REGISTRY_KEY] = registry
     config.stash[_OPTIONS_KEY] = options
+    config.stash[_RESULTS_KEY] = SessionResults(options={
+        "device": options.device, "gpus": list(options.gpus), "model": options.model,
+        "mediums": list(options.mediums) if options.mediums else None, "preset": options.preset,
+    })
     processes.install_sigterm_handler()
 
 
@@ -91,9 +97,30 @@ def pytest_unconfigure(config):
 
 
 def pytest_sessionfinish(session):
-    pool = session.config.stash.get(_POOL_KEY, None)
+    config = session.config
+    pool = config.stash.get(_POOL_KEY, None)
     if pool is not None:
         pool.close()
+    results = config.stash.get(_RESULTS_KEY, None)
+    options = config.stash.get(_OPTIONS_KEY, None)
+    if results is not None and options is not None and options.json_path is not None and results.runs:
+        if pool is not None:
+            results.derived.setdefault("deployment_starts", pool.starts)
+        document = results.to_json()
+        config.hook.pytest_disagg_update_json(config=config, results=document)
+        results.write(options.json_path, document)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    results = config.stash.get(_RESULTS_KEY, None)
+    if results is None or not results.runs:
+        return
+    for title, table in results.summary_tables():
+        terminalreporter.write_sep("-", f"disagg: {title}")
+        terminalreporter.write_line(table)
+    options = config.stash[_OPTIONS_KEY]
+    if options.json_path is not None:
+        terminalreporter.write_line(f"disagg: results written to {options.json_path}")
 
 
 def disagg_options_of(config) -> DisaggOptions:
@@ -180,6 +207,16 @@ def pytest_collection_modifyitems(config, items):
 def disagg_options(pytestconfig) -> DisaggOptions:
     """The validated options of this session."""
     return pytestconfig.stash[_OPTIONS_KEY]
+
+
+@pytest.fixture(scope="session")
+def disagg_results(pytestconfig) -> SessionResults:
+    """The session's results collector: ``disagg_results.add_run(benchmark=..., deployment=..., run=...)``."""
+    return pytestconfig.stash[_RESULTS_KEY]
+
+
+def results_of(config) -> SessionResults:
+    return config.stash[_RESULTS_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,43 @@
+"""The CI workflows are valid GitHub Actions and run what README and the issue say they run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def test_workflows_match_the_github_schema():
+    assert WORKFLOWS, "no workflow files"
+    proc = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _runs(workflow: dict) -> str:
+    return "\n".join(step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"])
+
+
+def test_nightly_gpu_runs_energy_and_latency_per_vllm_version_and_uploads():
+    wf = yaml.safe_load((ROOT / ".github/workflows/nightly-gpu.yml").read_text())
+    job = wf["jobs"]["gpu-regression"]
+    assert "self-hosted" in job["runs-on"] and len(job["strategy"]["matrix"]["vllm"]) >= 2
+    runs = _runs(wf)
+    assert "pytest --disagg-gpus=0,1 -m energy" in runs
+    assert "-m latency tests/benchmarks" in runs and "pytest-disagg report" in runs
+    uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert uploads and uploads[0].get("if") == "always()"
+
+
+def test_cpu_workflow_runs_readme_test_command():
+    wf = yaml.safe_load((ROOT / ".github/workflows/cpu.yml").read_text())
+    readme = (ROOT / "README.md").read_text()
+    command = "pip install tox && tox -e test"
+    assert command in _runs(wf) and command in readme
+    assert "tox -e test" in (ROOT / ".ci/run").read_text()
