@@ -100,7 +100,7 @@ BUILTIN_MEDIUMS: tuple[Medium, ...] = (
     ),
     Medium(
         name="lmcache-cpu",
-        summary="LMCacheConnectorV1, host-memory tier with a Redis lookup server",
+        summary="LMCacheConnectorV1, KV offloaded to host memory and shared through a Redis server",
         handoff="storage",
         connector="LMCacheConnectorV1",
         needs_cuda=True,
@@ -113,11 +113,11 @@ BUILTIN_MEDIUMS: tuple[Medium, ...] = (
     ),
     Medium(
         name="lmcache-disk",
-        summary="LMCacheConnectorV1, file-system backend, page cache bypassed",
+        summary="LMCacheConnectorV1, fs connector on a per-deployment directory with O_DIRECT",
         handoff="storage",
         connector="LMCacheConnectorV1",
         needs_cuda=True,
-        needs_modules=("lmcache",),
+        needs_modules=("lmcache", "aiofiles"),   # the fs connector imports aiofiles
         evidence="external_hits",
         role_setup=lmcache.disk,
         paper_name="dis-disk",
@@ -125,7 +125,9 @@ BUILTIN_MEDIUMS: tuple[Medium, ...] = (
     Medium(
         name="lmcache-nixl",
         summary="LMCacheConnectorV1 in PD mode, KV pushed GPU to GPU over NIXL",
-        handoff="kv_params",
+        # The proxy sends prefill a disagg_spec and waits for LMCache's "KV in place" message
+        # before decode (see lmcache.pd_config); vLLM's kv_params exchange is not used.
+        handoff="lmcache_pd",
         connector="LMCacheConnectorV1",
         needs_cuda=True,
         needs_modules=("lmcache", "nixl"),
