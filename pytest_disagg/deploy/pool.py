@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Mapping
 
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
@@ -105,6 +106,51 @@ class Deployment:
             "dtype": self.dtype, "kv_bytes_per_token": self.kv_bytes_per_token,
             "startup_s": self.startup_s, "selfcheck": self.selfcheck,
         }
+
+
+# The proxy flag for each medium port the proxy binds (notify) or hands prefill (LMCache PD).
+PROXY_PORT_FLAGS = {
+    "lmcache_pd_notify": "--pd-notify-port",
+    "lmcache_pd_init": "--pd-receiver-init-port",
+    "lmcache_pd_alloc": "--pd-receiver-alloc-port",
+}
+
+
+def deployment_ports(medium: Medium) -> dict[str, int]:
+    """Distinct free ports: one per role (connector side channels) and one per name in ``medium.ports``.
+
+    Allocated once per deployment, so that every server's setup and the proxy agree on them.
+    """
+    names = list(dict.fromkeys(medium.roles())) + list(medium.ports)
+    ports: dict[str, int] = {}
+    for name in names:
+        ports[name] = _free_port_except(ports.values())
+    return ports
+
+
+def _free_port_except(taken) -> int:
+    """A free port not in ``taken``: two probes may return the same just-closed port."""
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    return port
+
+
+def proxy_command(medium: Medium, config: DeploymentConfig, handles: list[ServerHandle], port: int,
+                  ports: Mapping[str, int]) -> list[str]:
+    """The proxy's command line: its hand-off, its backends and the medium ports it needs."""
+    cmd = [sys.executable, "-m", "pytest_disagg.deploy.proxy", "--mode", medium.handoff, "--port", str(port)]
+    for h in handles:
+        flag = {"prefill": "--prefill", "decode": "--decode", "colocated": "--backend"}[h.role]
+        cmd += [flag, h.url]
+    for name in medium.ports:
+        if name in PROXY_PORT_FLAGS:
+            cmd += [PROXY_PORT_FLAGS[name], str(ports[name])]
+    if config.proxy_fault != "none":
+        cmd += ["--fault", config.proxy_fault]
+    if config.proxy_extra_delay_ms:
+        cmd += ["--extra-delay-ms", str(config.proxy_extra_delay_ms)]
+    return cmd
 
 
 def assign_gpus(roles: tuple[str, ...], gpus: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -216,7 +262,7 @@ class DeploymentPool:
             mem_util = config.gpu_memory_utilization or (round(0.85 / len(roles), 3) if shared_gpu else 0.85)
             handles: list[ServerHandle] = []
             pending: list[VllmServer] = []
-            ports = {role: free_port() for role in set(roles)}
+            ports = deployment_ports(medium)
             for i, role in enumerate(roles):
                 ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=ports[role] if role != "colocated" else free_port(),
                                     peer_ports=ports, services=services)
@@ -242,7 +288,7 @@ class DeploymentPool:
                 else:
                     pending.append(server)
             handles += [server.wait_ready(self.server_timeout_s) for server in pending]
-            proxy_url, proxy_stop = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log")
+            proxy_url, proxy_stop = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log", ports)
             stoppers.append(proxy_stop)
             deployment = Deployment(
                 key=key, medium=medium, config=config, url=proxy_url, servers=tuple(handles),
@@ -269,16 +315,10 @@ class DeploymentPool:
                             "servers": [s.startup_s for s in deployment.servers]})
         return deployment, stoppers
 
-    def _start_proxy(self, medium: Medium, config: DeploymentConfig, handles: list[ServerHandle], log_path: Path):
-        port = free_port()
-        cmd = [sys.executable, "-m", "pytest_disagg.deploy.proxy", "--mode", medium.handoff, "--port", str(port)]
-        for h in handles:
-            flag = {"prefill": "--prefill", "decode": "--decode", "colocated": "--backend"}[h.role]
-            cmd += [flag, h.url]
-        if config.proxy_fault != "none":
-            cmd += ["--fault", config.proxy_fault]
-        if config.proxy_extra_delay_ms:
-            cmd += ["--extra-delay-ms", str(config.proxy_extra_delay_ms)]
+    def _start_proxy(self, medium: Medium, config: DeploymentConfig, handles: list[ServerHandle], log_path: Path,
+                     ports: Mapping[str, int]):
+        port = _free_port_except(ports.values())
+        cmd = proxy_command(medium, config, handles, port, ports)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")
         env = dict(os.environ)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping
 
-Handoff = Literal["none", "kv_params", "storage"]
+Handoff = Literal["none", "kv_params", "storage", "lmcache_pd"]
 Role = Literal["prefill", "decode", "colocated"]
 
 
@@ -63,6 +63,9 @@ class Medium:
     evidence: Literal["none", "nixl_bytes", "external_hits"] = "none"  # how the self-check proves KV moved
     role_setup: RoleBuilder = _no_connector
     paper_name: str | None = None           # the seed study's name for this set-up, if it has one
+    # Names of extra ports the deployment allocates once and shares: every role sees them in
+    # ``MediumContext.peer_ports`` and the proxy gets those it binds or hands on (e.g. LMCache PD).
+    ports: tuple[str, ...] = ()
 
     @property
     def disaggregated(self) -> bool:

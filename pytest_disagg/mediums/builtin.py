@@ -134,6 +134,7 @@ BUILTIN_MEDIUMS: tuple[Medium, ...] = (
         evidence="external_hits",
         role_setup=lmcache.pd_over_nixl,
         paper_name="dis-gpu",
+        ports=lmcache.PD_PORT_NAMES,
     ),
     Medium(
         name="p2p-nccl",
