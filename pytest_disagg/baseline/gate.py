@@ -1,0 +1,218 @@
+"""The regression gate: a verdict per metric, from a baseline's samples and the current ones.
+
+Rule (why both conditions): a change is a *regression* only when it is statistically significant
+**and** larger than the metric's tolerance — the bootstrap confidence interval of the ratio of
+medians lies entirely beyond ``1 + tolerance`` on the worse side. Significance alone fails on
+harmless 0.5 % shifts once samples are many; a fixed threshold on one statistic (pytest-benchmark's
+``--benchmark-compare-fail=median:5%``) fails on noise when samples are few. An *improvement* is
+the mirror image (CI entirely beyond ``1 - tolerance`` on the better side) and is reported so that
+baselines get refreshed on purpose. A CI that straddles one of those bounds is *inconclusive*: the
+data can neither show nor rule out a change of that size. Everything else is *ok*.
+
+"Worse" follows the metric's direction: for lower-is-better metrics the gate reads the ratio
+current/baseline, for higher-is-better ones baseline/current (the "badness" ratio, > 1 is worse).
+Run-level scalars (a throughput or J/token from one window) have no samples: they are judged on
+the tolerance alone and the verdict says so (method ``no-ci``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import numpy as np
+
+from . import bootstrap
+from .metric_info import DIRECTIONS, describe, tolerance_for
+
+DEFAULT_CONFIDENCE = 0.99
+MIN_SAMPLES = 10          # fewer per side: the bootstrap CI of a median is not worth stating
+
+REGRESSION, IMPROVEMENT, OK, INCONCLUSIVE = "regression", "improvement", "ok", "inconclusive"
+MISSING, NEW = "missing", "new"          # metric only in the baseline / only in this run
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One metric's comparison. ``ratio`` and ``ci`` are current/baseline (not direction-adjusted)."""
+
+    metric: str
+    verdict: str
+    direction: str
+    tolerance: float
+    baseline: float | None = None       # median of the baseline samples, or its scalar value
+    current: float | None = None
+    ratio: float | None = None
+    ci: tuple[float, float] | None = None
+    confidence: float | None = None
+    method: str = "bootstrap"           # "bootstrap" | "no-ci" | "none"
+    unit: str = ""
+    n_baseline: int | None = None
+    n_current: int | None = None
+    reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == REGRESSION
+
+    @property
+    def change(self) -> float | None:
+        """Relative change current vs baseline (+0.05 = 5 % larger), whatever the direction."""
+        return None if self.ratio is None else self.ratio - 1.0
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["ci"] = list(self.ci) if self.ci is not None else None
+        data["change"] = self.change
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "Verdict":
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if fields.get("ci") is not None:
+            fields["ci"] = tuple(fields["ci"])
+        return cls(**fields)
+
+
+def _check(direction: str, tolerance: float, confidence: float | None = None) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance is a fraction in [0, 1), got {tolerance}")
+    if confidence is not None and not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _badness(direction: str, ratio: float) -> float:
+    """> 1 means worse, whichever way the metric points."""
+    if direction == "lower":
+        return ratio
+    return 1.0 / ratio if ratio > 0 else float("inf")
+
+
+def classify(direction: str, tolerance: float, lo: float, hi: float) -> str:
+    """The verdict for a CI ``[lo, hi]`` of the ratio current/baseline."""
+    worse_lo, worse_hi = sorted((_badness(direction, lo), _badness(direction, hi)))
+    if worse_lo > 1.0 + tolerance:
+        return REGRESSION
+    if worse_hi < 1.0 - tolerance:
+        return IMPROVEMENT
+    if worse_hi > 1.0 + tolerance or worse_lo < 1.0 - tolerance:
+        return INCONCLUSIVE
+    return OK
+
+
+def compare(baseline_samples, current_samples, direction: str, tolerance: float, *,
+            confidence: float = DEFAULT_CONFIDENCE, metric: str = "", unit: str = "",
+            resamples: int = bootstrap.DEFAULT_RESAMPLES, seed: int = bootstrap.DEFAULT_SEED) -> Verdict:
+    """Per-request samples of one metric → a :class:`Verdict` (bootstrap CI of the ratio of medians)."""
+    _check(direction, tolerance, confidence)
+    base = bootstrap.as_samples(baseline_samples, f"{metric or 'metric'}: baseline samples")
+    cur = bootstrap.as_samples(current_samples, f"{metric or 'metric'}: current samples")
+    common = dict(metric=metric, direction=direction, tolerance=tolerance, unit=unit,
+                  baseline=float(np.median(base)), current=float(np.median(cur)),
+                  n_baseline=int(base.size), n_current=int(cur.size), confidence=confidence)
+    if min(base.size, cur.size) < MIN_SAMPLES:
+        ratio = common["current"] / common["baseline"] if common["baseline"] > 0 else None
+        return Verdict(verdict=INCONCLUSIVE, ratio=ratio, method="none",
+                       reason=f"too few samples for a CI (baseline {base.size}, now {cur.size}; "
+                              f"need {MIN_SAMPLES} each)", **common)
+    ratio, lo, hi = bootstrap.ratio_of_medians(base, cur, confidence, resamples, seed)
+    return Verdict(verdict=classify(direction, tolerance, lo, hi), ratio=ratio, ci=(lo, hi), **common)
+
+
+def compare_scalar(baseline_value: float, current_value: float, direction: str, tolerance: float, *,
+                   metric: str = "", unit: str = "") -> Verdict:
+    """A run-level figure with no samples: judged on the tolerance alone (method ``no-ci``)."""
+    _check(direction, tolerance)
+    base = float(bootstrap.as_samples([baseline_value], f"{metric or 'metric'}: baseline value")[0])
+    cur = float(bootstrap.as_samples([current_value], f"{metric or 'metric'}: current value")[0])
+    common = dict(metric=metric, direction=direction, tolerance=tolerance, unit=unit, baseline=base,
+                  current=cur, method="no-ci", reason="run-level value: tolerance only, no CI")
+    if base <= 0.0:
+        return Verdict(verdict=INCONCLUSIVE, **{**common, "reason": f"baseline value {base}: no ratio"})
+    ratio = cur / base
+    return Verdict(verdict=classify(direction, tolerance, ratio, ratio), ratio=ratio, **common)
+
+
+def compare_metrics(baseline: Mapping[str, Mapping], samples: Mapping[str, list[float]],
+                    scalars: Mapping[str, float], *, tolerances: Mapping[str, float] | None = None,
+                    directions: Mapping[str, str] | None = None,
+                    confidence: float = DEFAULT_CONFIDENCE, seed: int = bootstrap.DEFAULT_SEED,
+                    defaults: Mapping[str, float] | None = None) -> list[Verdict]:
+    """Every metric of a stored baseline (its ``metrics`` section) against this run's figures.
+
+    A metric kept in the baseline as samples is compared with this run's samples of the same
+    name; a scalar with this run's scalar. Metrics on one side only are listed (``missing`` /
+    ``new``) without a judgement, so a renamed metric is visible rather than silently unchecked.
+    ``defaults`` are the family tolerances for the machine (``metric_info.default_tolerances``).
+    """
+    verdicts = []
+    names = sorted(set(baseline) | set(samples) | set(scalars))
+    for name in names:
+        info = describe(name, directions)
+        tol = tolerance_for(info, tolerances, defaults)
+        stored = baseline.get(name)
+        if stored is None:
+            verdicts.append(Verdict(metric=name, verdict=NEW, direction=info.direction, tolerance=tol,
+                                    unit=info.unit, method="none", reason="not in the baseline"))
+        elif stored.get("kind") == "samples" and name in samples:
+            verdicts.append(compare(stored["samples"], samples[name], info.direction, tol,
+                                    confidence=confidence, metric=name, unit=info.unit, seed=seed))
+        elif stored.get("kind") == "scalar" and name in scalars:
+            verdicts.append(compare_scalar(stored["value"], scalars[name], info.direction, tol,
+                                           metric=name, unit=info.unit))
+        else:
+            kind = stored.get("kind")
+            verdicts.append(Verdict(metric=name, verdict=MISSING, direction=info.direction, tolerance=tol,
+                                    unit=info.unit, method="none",
+                                    baseline=stored.get("median", stored.get("value")),
+                                    reason=f"baseline has it as {kind}; this run has no {kind} of that name"))
+    return verdicts
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.4g}"
+    return f"{text} {unit}".rstrip()
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:+.1f} %"
+
+
+def table_rows(verdicts: list[Verdict]) -> list[list[str]]:
+    rows = []
+    for v in verdicts:
+        change = "-" if v.change is None else _pct(v.change)
+        if v.ci is not None:
+            ci = f"[{_pct(v.ci[0] - 1)}, {_pct(v.ci[1] - 1)}]"
+        else:
+            ci = "no-ci" if v.method == "no-ci" else "-"
+        better = "lower" if v.direction == "lower" else "higher"
+        rows.append([v.metric, _number(v.baseline, v.unit), _number(v.current, v.unit), change, ci,
+                     f"±{v.tolerance * 100:g} % ({better} better)", v.verdict + (f": {v.reason}" if v.reason and v.method != "no-ci" else "")])
+    return rows
+
+
+def format_table(verdicts: list[Verdict], tablefmt: str = "simple") -> str:
+    """The failure message: metric, baseline, now, change, CI of the change, tolerance, verdict."""
+    from tabulate import tabulate
+
+    confidence = next((v.confidence for v in verdicts if v.confidence), DEFAULT_CONFIDENCE)
+    headers = ["metric", "baseline", "now", "change", f"{confidence * 100:g} % CI", "tolerance", "verdict"]
+    return tabulate(table_rows(verdicts), headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def summary_word(verdicts: list[Verdict]) -> str:
+    """The worst verdict of a set, for one-word summaries."""
+    words = {v.verdict for v in verdicts}
+    for word in (REGRESSION, INCONCLUSIVE, IMPROVEMENT, MISSING, NEW, OK):
+        if word in words:
+            return word
+    return "-"
+
+
+__all__ = ["DEFAULT_CONFIDENCE", "IMPROVEMENT", "INCONCLUSIVE", "MIN_SAMPLES", "MISSING", "NEW", "OK",
+           "REGRESSION", "Verdict", "classify", "compare", "compare_metrics", "compare_scalar",
+           "format_table", "summary_word", "table_rows"]

@@ -1,0 +1,233 @@
+"""pytest wiring of the baseline gate: options, the ``disagg_baseline`` fixture, the summary. Thin.
+
+Options (group ``disagg``, each with an ini twin):
+  --disagg-baseline=off|warn|check|strict  (disagg_baseline)         default check
+  --disagg-baselines-dir=DIR               (disagg_baselines_dir)    default baselines (from rootdir)
+  --disagg-refresh-baselines               (disagg_refresh_baselines) rewrite baselines of tests that ran
+  --disagg-tolerance=SPEC                  (disagg_tolerance)        e.g. 3% or latency=2%,throughput=10%
+  --disagg-gate-confidence=C               (disagg_gate_confidence)  CI level of the gate, default 0.99
+
+A test calls ``disagg_baseline.check(name, samples=..., scalars=..., config=..., workload=...)``;
+a regression fails it with the gate's table. Every result is kept on the item
+(``item.stash[CHECKS_KEY]``) and in ``item.user_properties`` as ``("disagg_baseline", {...})``, so
+a results JSON (and xdist's controller) can carry the verdicts; the terminal summary lists
+regressions, improvements beyond tolerance, candidates and refreshed baselines.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytest
+
+from . import checker, fingerprint, settings as settings_mod
+from .checker import CheckResult
+from .document import git_commit
+from .metric_info import default_tolerances
+from .store import BaselineError, BaselineStore
+
+# (flag, ini name, metavar, help, ini default)
+OPTIONS = (
+    ("--disagg-baseline", "disagg_baseline", "{off,warn,check,strict}",
+     "baseline gate: off, warn (report only), check (regressions fail; a missing baseline records a "
+     "candidate) or strict (missing baselines fail too)", settings_mod.DEFAULT_MODE),
+    ("--disagg-baselines-dir", "disagg_baselines_dir", "DIR", "baselines directory, relative to the rootdir",
+     "baselines"),
+    ("--disagg-tolerance", "disagg_tolerance", "SPEC",
+     "tolerance of the gate: 3% for every metric, or by family/metric: latency=2%,throughput=10%,ttft_ms=1.5%", ""),
+    ("--disagg-gate-confidence", "disagg_gate_confidence", "C", "confidence level of the gate's bootstrap CI "
+     "(default 0.99)", ""),
+)
+REFRESH = ("--disagg-refresh-baselines", "disagg_refresh_baselines",
+           "rewrite the baselines of the tests that ran with this run's figures")
+USER_PROPERTY = "disagg_baseline"
+
+SETTINGS_KEY = pytest.StashKey[settings_mod.Settings]()
+MACHINE_KEY = pytest.StashKey[dict]()
+COMMIT_KEY = pytest.StashKey["str | None"]()
+CHECKS_KEY = pytest.StashKey[list]()          # on an item: its CheckResults
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("disagg")
+    for flag, ini, metavar, help_text, default in OPTIONS:
+        escaped = help_text.replace("%", "%%")       # argparse formats option help with %
+        group.addoption(flag, dest=ini, default=None, metavar=metavar, help=f"{escaped} [ini: {ini}]")
+        parser.addini(ini, help_text, default=default)
+    flag, ini, help_text = REFRESH
+    group.addoption(flag, dest=ini, action="store_true", default=None, help=f"{help_text} [ini: {ini}]")
+    parser.addini(ini, help_text, type="bool", default=False)
+
+
+def _value(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(name)
+    return config.getini(name) if value is None else value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Validate up front: a typo in an option is a usage error, not a failing fixture."""
+    try:
+        parsed = settings_mod.build(mode=_value(config, "disagg_baseline"),
+                                    directory=_value(config, "disagg_baselines_dir"),
+                                    refresh=_value(config, "disagg_refresh_baselines"),
+                                    tolerance=_value(config, "disagg_tolerance"),
+                                    confidence=_value(config, "disagg_gate_confidence"))
+    except settings_mod.SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    directory = parsed.directory if parsed.directory.is_absolute() else config.rootpath / parsed.directory
+    config.stash[SETTINGS_KEY] = settings_mod.Settings(mode=parsed.mode, directory=directory, refresh=parsed.refresh,
+                                                       tolerances=parsed.tolerances, confidence=parsed.confidence)
+    config.pluginmanager.register(BaselineSummary(config), "disagg-baseline-summary")
+
+
+def machine_fingerprint(config: pytest.Config) -> dict:
+    """This session's machine fields, collected once, with the users' hook additions."""
+    if MACHINE_KEY not in config.stash:
+        fields = fingerprint.machine_info()
+        hook = getattr(config.hook, "pytest_disagg_update_fingerprint", None)
+        if hook is not None:
+            hook(config=config, fingerprint=fields)
+        try:
+            config.stash[MACHINE_KEY] = fingerprint.with_extra({}, fields)
+        except fingerprint.FingerprintError as exc:
+            raise pytest.UsageError(f"pytest_disagg_update_fingerprint: {exc}") from None
+    return config.stash[MACHINE_KEY]
+
+
+def session_commit(config: pytest.Config) -> str | None:
+    """The project's git commit, read once per session (None outside a git checkout)."""
+    if COMMIT_KEY not in config.stash:
+        config.stash[COMMIT_KEY] = git_commit(config.rootpath)
+    return config.stash[COMMIT_KEY]
+
+
+def benchmark_id(item: pytest.Item, name: str | None) -> str:
+    """``<module>::<test name with params>[::<name>]``: stable across machines and checkouts."""
+    module = Path(str(item.path)).stem if getattr(item, "path", None) else "tests"
+    base = f"{module}::{item.name}"
+    return base if not name or name == item.name else f"{base}::{name}"
+
+
+class BaselineGate:
+    """What a test touches: ``check(...)`` stores or compares one benchmark's figures."""
+
+    def __init__(self, item: pytest.Item):
+        self.item = item
+        self.config = item.config
+        self.settings: settings_mod.Settings = item.config.stash[SETTINGS_KEY]
+
+    def check(self, name: str | None = None, samples: Mapping[str, list[float]] | None = None,
+              scalars: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None,
+              workload: Mapping[str, Any] | None = None, extra_fingerprint: Mapping[str, Any] | None = None,
+              *, model: Any = None, directions: Mapping[str, str] | None = None,
+              tolerances: Mapping[str, float] | None = None) -> CheckResult:
+        """Gate one run. ``samples``: per-request values by metric (``RunResult.samples()``);
+        ``scalars``: run-level figures (``RunResult.scalars()``); ``config``: the deployment
+        config (hashed as the *medium* part of the subject — leave out fields that must not split
+        baselines, e.g. an injected test delay); ``workload``: the workload spec; ``model``: the
+        model config (hashed as the *model* part); ``extra_fingerprint``: machine fields to add for
+        this check. Fails the test on a regression (and, in strict mode, on a missing baseline)."""
+        benchmark = benchmark_id(self.item, name)
+        if self.settings.mode == "off":
+            return self._record(CheckResult(benchmark=benchmark, status=checker.OFF, mode="off",
+                                            message="baseline gate off"))
+        try:
+            fp = fingerprint.collect(model=model, medium=config, workload=workload, extra=extra_fingerprint,
+                                     machine=machine_fingerprint(self.config))
+            store = BaselineStore(self.settings.directory)
+            result = checker.run_check(store, self.settings, benchmark=benchmark, fingerprint=fp,
+                                       samples=samples, scalars=scalars, config=config, workload=workload,
+                                       directions=directions, tolerances=tolerances,
+                                       commit=session_commit(self.config))
+        except BaselineError as exc:
+            return self._broken(benchmark, str(exc))
+        except (ValueError, TypeError) as exc:  # bad figures from the test: say which check
+            pytest.fail(f"disagg_baseline.check({benchmark!r}): {exc}", pytrace=False)
+        self._record(result)
+        if result.failed:
+            pytest.fail(result.report(), pytrace=False)
+        if self.settings.mode == "warn" and result.regressions:
+            warnings.warn(pytest.PytestWarning(result.report()))
+        return result
+
+    def _broken(self, benchmark: str, error: str) -> CheckResult:
+        message = f"{error}\n(the file is left as it is; fix it, restore it from git, or rerun with --disagg-refresh-baselines)"
+        result = self._record(CheckResult(benchmark=benchmark, status="error", mode=self.settings.mode, message=message))
+        if self.settings.mode == "warn":
+            warnings.warn(pytest.PytestWarning(message))
+            return result
+        pytest.fail(message, pytrace=False)
+
+    def _record(self, result: CheckResult) -> CheckResult:
+        self.item.stash.setdefault(CHECKS_KEY, []).append(result)
+        self.item.user_properties.append((USER_PROPERTY, result.to_json()))
+        return result
+
+
+@pytest.fixture
+def disagg_baseline(request: pytest.FixtureRequest) -> BaselineGate:
+    """Gate this test's figures against ``baselines/``: ``disagg_baseline.check(name, samples=..., ...)``."""
+    return BaselineGate(request.node)
+
+
+def checks_of(item: pytest.Item) -> list[CheckResult]:
+    """The baseline results a test recorded (for the results JSON)."""
+    return list(item.stash.get(CHECKS_KEY, []))
+
+
+class BaselineSummary:
+    """Collects results from test reports (not items, so that xdist workers' results reach the
+    controller) and prints them at the end of the session."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.seen: list[tuple[str, dict]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        self.seen.extend((report.nodeid, value) for key, value in report.user_properties if key == USER_PROPERTY)
+
+    def _defaults(self) -> dict:
+        machine = self.config.stash.get(MACHINE_KEY, None)   # set once a check ran in this process
+        return default_tolerances(machine) if machine is not None else {}
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.seen:
+            return
+        from .gate import Verdict, format_table
+
+        tr = terminalreporter
+        tr.section("disagg baselines")
+        settings = self.config.stash[SETTINGS_KEY]
+        tr.write_line(f"mode {settings.mode}, directory {_short(settings.directory)}, "
+                      f"tolerances {settings_mod.describe_tolerances(settings.tolerances, self._defaults())}, "
+                      f"confidence {settings.confidence:g}")
+        quiet = 0
+        for status in ("error", "compared", "refreshed", "mismatch", "candidate"):
+            for _nodeid, data in self.seen:
+                if data["status"] != status:
+                    continue
+                verdicts = [Verdict.from_json(v) for v in data["verdicts"] if v.get("metric") != "*"]
+                shown = [v for v in verdicts if v.verdict in ("regression", "improvement")]
+                if status == "compared" and not shown:
+                    quiet += 1
+                    continue
+                tr.write_line(f"{data['word'] if status == 'compared' else status}: {data['message']}")
+                if shown:
+                    tr.write_line(format_table(shown))
+        if quiet:
+            tr.write_line(f"{quiet} benchmark(s) within tolerance of their baselines")
+
+
+def _short(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["BaselineGate", "BaselineSummary", "CHECKS_KEY", "MACHINE_KEY", "SETTINGS_KEY", "USER_PROPERTY", "benchmark_id",
+           "checks_of", "disagg_baseline", "machine_fingerprint"]

@@ -1,0 +1,195 @@
+"""The ``baselines/`` directory: one JSON file per benchmark per machine fingerprint.
+
+Layout::
+
+    baselines/<machine_hash>/<benchmark>.json               committed baselines
+    baselines/.candidates/<machine_hash>/<benchmark>.json   runs that had no baseline to meet
+
+Why this shape: a directory per machine fingerprint keeps the baselines of a CPU box, an H100
+and an H200 apart and lets ``history`` line them up; a file per benchmark keeps a refresh's diff
+to the benchmarks that changed. Candidates sit apart so that a run without a baseline never
+creates one by itself — a person promotes them (``pytest-disagg baselines refresh``).
+
+Writes are atomic (a temp file in the same directory, then ``os.replace``): a reader, or a run
+killed mid-write, sees the old file or the new one, never half of one. Writers take a per-file
+lock (``filelock``), so ``pytest -n`` workers and concurrent jobs on one host do not race on the
+"create if absent" decision. A file that exists but cannot be read is an error naming it, and is
+never overwritten unless a refresh is asked for.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from . import document, jsonfmt
+from .document import BaselineError
+
+CANDIDATES = ".candidates"
+LOCK_TIMEOUT_S = 120.0
+_MAX_NAME = 150
+_HASH_RE = re.compile(r"^[0-9a-f]{6,64}$")
+
+
+class BaselineExists(BaselineError):
+    """A baseline is already stored and no refresh was asked for."""
+
+
+def file_name(benchmark: str) -> str:
+    """A portable file name for a benchmark id; ids that had to be changed keep a short hash.
+
+    ``::`` becomes ``.``; characters outside ``[A-Za-z0-9._=+,@[]-]`` become ``_``. When that
+    changed anything beyond ``::``, or the name is very long, 8 hex digits of the id's hash are
+    appended, so two ids that clean up to the same text cannot share a file.
+    """
+    if not benchmark or not benchmark.strip():
+        raise ValueError("a benchmark id must be a non-empty string")
+    plain = benchmark.replace("::", ".")
+    clean = re.sub(r"[^A-Za-z0-9._=+,@\[\]-]", "_", plain).lstrip(".") or "_"
+    if clean != plain or len(clean) > _MAX_NAME:
+        clean = f"{clean[:_MAX_NAME]}-{hashlib.sha256(benchmark.encode()).hexdigest()[:8]}"
+    return clean + ".json"
+
+
+def _lock_for(path: Path) -> FileLock:
+    """A lock file outside ``baselines/`` (keyed by the target's absolute path), so the committed
+    directory never collects ``.lock`` files."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    lock_dir = Path(tempfile.gettempdir()) / "pytest-disagg-locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(lock_dir / f"{digest}.lock"), timeout=LOCK_TIMEOUT_S)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see either the old or the whole new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_document(path: Path) -> dict:
+    """Read and validate one file; every problem is a :class:`BaselineError` naming it."""
+    data = jsonfmt.read_json(path, BaselineError, hint="refresh it or restore it from git")
+    return document.validate(data, str(path))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of the store as listed: its document, or the error that keeps it from being read."""
+
+    machine_hash: str
+    path: Path
+    candidate: bool
+    doc: dict | None = None
+    error: str | None = None
+
+    @property
+    def benchmark(self) -> str:
+        return self.doc["benchmark"] if self.doc else self.path.stem
+
+
+class BaselineStore:
+    def __init__(self, root: str | Path = "baselines", candidates: str | Path | None = None):
+        self.root = Path(root)
+        self.candidates_root = Path(candidates) if candidates is not None else self.root / CANDIDATES
+
+    # --- paths ------------------------------------------------------------------------------
+    def _dir(self, base: Path, machine_hash: str) -> Path:
+        if not _HASH_RE.match(machine_hash or ""):
+            raise ValueError(f"not a fingerprint hash: {machine_hash!r}")
+        return base / machine_hash
+
+    def path(self, machine_hash: str, benchmark: str) -> Path:
+        return self._dir(self.root, machine_hash) / file_name(benchmark)
+
+    def candidate_path(self, machine_hash: str, benchmark: str) -> Path:
+        return self._dir(self.candidates_root, machine_hash) / file_name(benchmark)
+
+    # --- reading ----------------------------------------------------------------------------
+    def load(self, machine_hash: str, benchmark: str) -> dict | None:
+        """The stored baseline, None when there is none; a bad file is a :class:`BaselineError`."""
+        path = self.path(machine_hash, benchmark)
+        if not path.exists():
+            return None
+        doc = read_document(path)
+        if doc["benchmark"] != benchmark:
+            raise BaselineError(f"{path}: holds benchmark {doc['benchmark']!r}, not {benchmark!r}")
+        return doc
+
+    def entries(self, *, candidates: bool = False) -> Iterator[Entry]:
+        """Every file of the baselines (or the candidates), readable or not, in a stable order."""
+        base = self.candidates_root if candidates else self.root
+        if not base.is_dir():
+            return
+        for machine_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for path in sorted(p for p in machine_dir.glob("*.json") if not p.name.startswith(".")):
+                try:
+                    yield Entry(machine_dir.name, path, candidates, doc=read_document(path))
+                except BaselineError as exc:
+                    yield Entry(machine_dir.name, path, candidates, error=str(exc))
+
+    # --- writing ----------------------------------------------------------------------------
+    def _write(self, path: Path, doc: dict, *, replace: bool) -> Path:
+        document.validate(doc, f"document for {path}")   # never write what could not be read back
+        text = jsonfmt.dumps(doc)
+        try:
+            with _lock_for(path):
+                if path.exists() and not replace:
+                    raise BaselineExists(f"{path}: a baseline is already stored; pass refresh to replace it")
+                atomic_write(path, text)
+        except Timeout:
+            raise BaselineError(f"{path}: could not take its lock within {LOCK_TIMEOUT_S:.0f} s") from None
+        return path
+
+    def save(self, doc: dict, *, refresh: bool = False) -> Path:
+        """Store ``doc`` as the baseline; an existing file (even a corrupt one) only with ``refresh``."""
+        path = self.path(doc["fingerprint"]["machine_hash"], doc["benchmark"])
+        return self._write(path, doc, replace=refresh)
+
+    def save_candidate(self, doc: dict) -> Path:
+        """Record a run that had no baseline (a newer candidate replaces an older one)."""
+        path = self.candidate_path(doc["fingerprint"]["machine_hash"], doc["benchmark"])
+        return self._write(path, doc, replace=True)
+
+    def promote(self, patterns: list[str] | None = None, *, dry_run: bool = False) -> list[tuple[Path, Path]]:
+        """Make candidates baselines: all, or those whose benchmark id, file name or fingerprint
+        hash matches one of ``patterns`` (shell-style). Unreadable candidates are errors, not skipped.
+        Returns ``(candidate, baseline)`` path pairs, promoted unless ``dry_run``."""
+        chosen = []
+        for entry in self.entries(candidates=True):
+            names = (entry.benchmark, entry.path.stem, entry.path.name, entry.machine_hash,
+                     f"{entry.machine_hash}/{entry.benchmark}")
+            if patterns and not any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names):
+                continue
+            if entry.error:
+                raise BaselineError(entry.error)
+            chosen.append((entry, self.path(entry.doc["fingerprint"]["machine_hash"], entry.benchmark)))
+        done = []
+        for entry, target in chosen:
+            if not dry_run:
+                self._write(target, entry.doc, replace=True)
+                entry.path.unlink()
+            done.append((entry.path, target))
+        return done
+
+
+__all__ = ["BaselineError", "BaselineExists", "BaselineStore", "CANDIDATES", "Entry", "atomic_write",
+           "file_name", "read_document"]

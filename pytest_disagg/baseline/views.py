@@ -1,0 +1,229 @@
+"""Read-only views of the store as rows: listing, one file, two fingerprints side by side, and
+one metric across fingerprints over time.
+
+Rows (lists of plain values) rather than printed text so that the console script formats them
+with tabulate and the report can plot the same history without parsing a table.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from . import gate
+from .fingerprint import MACHINE_FIELDS, changed_fields, describe_machine
+from .metric_info import default_tolerances
+from .store import BaselineStore, Entry
+
+
+class UnknownIdError(LookupError):
+    """A fingerprint or benchmark the store does not hold (or a prefix matching several)."""
+
+
+def _matches(entry: Entry, pattern: str | None) -> bool:
+    if not pattern:
+        return True
+    return any(fnmatch.fnmatchcase(n, pattern) for n in (entry.benchmark, entry.path.stem, entry.path.name))
+
+
+def machine_hashes(store: BaselineStore, *, candidates: bool = True) -> list[str]:
+    hashes = {e.machine_hash for e in store.entries()}
+    if candidates:
+        hashes |= {e.machine_hash for e in store.entries(candidates=True)}
+    return sorted(hashes)
+
+
+def resolve_machine(store: BaselineStore, prefix: str) -> str:
+    """A full machine hash from a unique prefix (4 characters or more)."""
+    known = machine_hashes(store)
+    if len(prefix) < 4:
+        raise UnknownIdError(f"fingerprint {prefix!r}: give at least 4 characters of its hash")
+    hits = [h for h in known if h.startswith(prefix)]
+    if not hits:
+        listing = ", ".join(known) or f"none (no baselines under {store.root})"
+        raise UnknownIdError(f"unknown fingerprint {prefix!r}; known: {listing}")
+    if len(hits) > 1:
+        raise UnknownIdError(f"fingerprint {prefix!r} is ambiguous: {', '.join(hits)}")
+    return hits[0]
+
+
+def machine_of(store: BaselineStore, machine_hash: str) -> dict:
+    """The machine fields stored under a fingerprint (from its first readable file)."""
+    for candidates in (False, True):
+        for e in store.entries(candidates=candidates):
+            if e.machine_hash == machine_hash and e.doc:
+                return dict(e.doc["fingerprint"]["machine"])
+    return {}
+
+
+def entries_of(store: BaselineStore, machine_hash: str, pattern: str | None = None,
+               *, candidates: bool = False) -> list[Entry]:
+    out = [e for e in store.entries() if e.machine_hash == machine_hash and _matches(e, pattern)]
+    if candidates:
+        out += [e for e in store.entries(candidates=True) if e.machine_hash == machine_hash and _matches(e, pattern)]
+    return out
+
+
+def one_entry(store: BaselineStore, machine_hash: str, pattern: str) -> Entry:
+    found = entries_of(store, machine_hash, pattern, candidates=True)
+    if not found:
+        known = ", ".join(e.benchmark for e in entries_of(store, machine_hash, candidates=True)) or "none"
+        raise UnknownIdError(f"no benchmark matching {pattern!r} under fingerprint {machine_hash}; known: {known}")
+    if len(found) > 1:
+        names = ", ".join(f"{e.benchmark}{' (candidate)' if e.candidate else ''}" for e in found)
+        raise UnknownIdError(f"{pattern!r} matches several under fingerprint {machine_hash}: {names}")
+    return found[0]
+
+
+# --- list -----------------------------------------------------------------------------------------
+
+LIST_HEADERS = ["fingerprint", "machine", "benchmark", "kind", "created", "metrics", "git"]
+
+
+def list_rows(store: BaselineStore, pattern: str | None = None) -> list[list[Any]]:
+    rows = []
+    for candidates in (False, True):
+        for e in store.entries(candidates=candidates):
+            if not _matches(e, pattern):
+                continue
+            kind = "candidate" if candidates else "baseline"
+            if e.error:
+                rows.append([e.machine_hash, "-", e.path.name, f"{kind}: UNREADABLE", "-", "-", e.error])
+                continue
+            doc = e.doc
+            rows.append([e.machine_hash, describe_machine(doc["fingerprint"]["machine"]), e.benchmark, kind,
+                         doc["created"], len(doc["metrics"]), (doc.get("git_commit") or "-")[:10]])
+    return rows
+
+
+# --- show -----------------------------------------------------------------------------------------
+
+METRIC_HEADERS = ["metric", "kind", "n", "median", "p10", "p90", "p99", "95 % CI of median", "unit", "better"]
+
+
+def metric_rows(doc: dict) -> list[list[Any]]:
+    rows = []
+    for name, m in sorted(doc["metrics"].items()):
+        if m["kind"] == "scalar":
+            rows.append([name, "scalar", "-", m["value"], "-", "-", "-", "-", m.get("unit", ""), m["direction"]])
+        else:
+            ci = m.get("median_ci")
+            rows.append([name, "samples", m["n"], m.get("median"), m.get("p10"), m.get("p90"), m.get("p99"),
+                         f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-", m.get("unit", ""), m["direction"]])
+    return rows
+
+
+def field_rows(fields: dict) -> list[list[Any]]:
+    return [[k, show_value(v)] for k, v in sorted(fields.items())]
+
+
+# --- diff -----------------------------------------------------------------------------------------
+
+DIFF_HEADERS = ["benchmark", "metric", "A", "B", "change", "CI", "verdict (B vs A)"]
+
+
+@dataclass
+class Diff:
+    machine_changes: dict[str, tuple[Any, Any]]
+    rows: list[list[Any]]
+    only_a: list[str]
+    only_b: list[str]
+
+
+def diff(store: BaselineStore, machine_a: str, machine_b: str, pattern: str | None = None,
+         *, tolerances: dict | None = None, confidence: float = gate.DEFAULT_CONFIDENCE) -> Diff:
+    """Every benchmark the two fingerprints share, metric by metric, judged by the gate (B vs A)."""
+    a = {e.benchmark: e for e in entries_of(store, machine_a, pattern) if e.doc}
+    b = {e.benchmark: e for e in entries_of(store, machine_b, pattern) if e.doc}
+    if not a and not b:
+        raise UnknownIdError(f"no readable baselines under {machine_a} or {machine_b}"
+                             + (f" matching {pattern!r}" if pattern else ""))
+    changes = changed_fields(machine_of(store, machine_a), machine_of(store, machine_b))
+    rows = []
+    for name in sorted(set(a) & set(b)):
+        verdicts = gate.compare_metrics(a[name].doc["metrics"], _samples(b[name].doc), _scalars(b[name].doc),
+                                        tolerances=tolerances, directions=_directions(b[name].doc),
+                                        confidence=confidence,
+                                        defaults=default_tolerances(b[name].doc["fingerprint"]["machine"]))
+        for row in gate.table_rows(verdicts):
+            metric, base, now, change, ci, _tol, verdict = row
+            rows.append([name, metric, base, now, change, ci, verdict])
+    return Diff(changes, rows, sorted(set(a) - set(b)), sorted(set(b) - set(a)))
+
+
+def _samples(doc: dict) -> dict:
+    return {k: m["samples"] for k, m in doc["metrics"].items() if m["kind"] == "samples"}
+
+
+def _scalars(doc: dict) -> dict:
+    return {k: m["value"] for k, m in doc["metrics"].items() if m["kind"] == "scalar"}
+
+
+def _directions(doc: dict) -> dict:
+    return {k: m["direction"] for k, m in doc["metrics"].items()}
+
+
+# --- history --------------------------------------------------------------------------------------
+
+STATS = ("median", "mean", "p10", "p50", "p90", "p99", "value")
+
+
+@dataclass
+class History:
+    metric: str
+    stat: str
+    changing: list[str]          # machine fields that differ between the rows
+    headers: list[str]
+    rows: list[list[Any]]
+    points: list[dict]           # the same, as dicts (for plots)
+
+
+def history(store: BaselineStore, metric: str, pattern: str | None = None, *, stat: str = "median",
+            candidates: bool = False) -> History:
+    """One metric across every fingerprint, oldest first, with the machine fields that changed."""
+    if stat not in STATS:
+        raise ValueError(f"stat {stat!r}: choose one of {', '.join(STATS)}")
+    points = []
+    sources = [store.entries()] + ([store.entries(candidates=True)] if candidates else [])
+    for entries in sources:
+        for e in entries:
+            if not e.doc or not _matches(e, pattern) or metric not in e.doc["metrics"]:
+                continue
+            m = e.doc["metrics"][metric]
+            value = m["value"] if m["kind"] == "scalar" else m.get(stat if stat != "value" else "median")
+            ci = m.get("median_ci") if (m["kind"] == "samples" and stat == "median") else None
+            points.append({"created": e.doc["created"], "fingerprint": e.machine_hash, "benchmark": e.benchmark,
+                           "value": value, "ci": ci, "n": m.get("n"), "unit": m.get("unit", ""),
+                           "candidate": e.candidate, "git": e.doc.get("git_commit"),
+                           "machine": e.doc["fingerprint"]["machine"]})
+    if not points:
+        known = sorted({k for e in store.entries() if e.doc for k in e.doc["metrics"]})
+        raise UnknownIdError(f"no baseline has metric {metric!r}" + (f" for {pattern!r}" if pattern else "")
+                             + f"; metrics stored: {', '.join(known) or 'none'}")
+    points.sort(key=lambda p: (p["created"], p["benchmark"]))
+    fields = sorted({k for p in points for k in p["machine"]},
+                    key=lambda k: (MACHINE_FIELDS.index(k) if k in MACHINE_FIELDS else len(MACHINE_FIELDS), k))
+    changing = [f for f in fields if len({repr(p["machine"].get(f)) for p in points}) > 1]
+    previous: dict[str, float] = {}
+    rows = []
+    for p in points:
+        before = previous.get(p["benchmark"])
+        change = f"{(p['value'] / before - 1) * 100:+.1f} %" if before else "-"
+        previous[p["benchmark"]] = p["value"]
+        ci = f"[{p['ci'][0]:.4g}, {p['ci'][1]:.4g}]" if p["ci"] else "-"
+        row = [p["created"], p["fingerprint"] + (" (candidate)" if p["candidate"] else ""), p["benchmark"],
+               f"{p['value']:.4g} {p['unit']}".rstrip(), ci, change]
+        rows.append(row + [show_value(p["machine"].get(f)) for f in changing])
+    headers = ["created", "fingerprint", "benchmark", f"{metric} {stat}", "95 % CI", "vs previous"] + changing
+    return History(metric, stat, changing, headers, rows, points)
+
+
+def show_value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    return "-" if value is None else str(value)
+
+
+__all__ = ["DIFF_HEADERS", "Diff", "History", "LIST_HEADERS", "METRIC_HEADERS", "STATS", "UnknownIdError",
+           "diff", "entries_of", "field_rows", "history", "list_rows", "machine_hashes", "machine_of", "metric_rows",
+           "one_entry", "resolve_machine", "show_value"]
