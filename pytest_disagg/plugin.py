@@ -14,9 +14,14 @@ from .deploy import processes
 from .mediums import InstallInfo, MediumRegistry, detect_install
 from .mediums.base import count_cuda_devices
 from .options import DisaggOptions, OptionError, build_options
+from .presets import Preset, PresetError, load_preset
 from .results import SessionResults
 
-pytest_plugins = ["pytest_disagg.energy.pytest_plugin"]
+pytest_plugins = [
+    "pytest_disagg.energy.pytest_plugin",
+    "pytest_disagg.baseline.pytest_plugin",
+    "pytest_disagg.load.pytest_plugin",
+]
 
 MARKERS = {
     "disagg": "runs real prefill/decode deployments; disagg(mediums=[...], prefix_caching=[...]) narrows them",
@@ -47,6 +52,7 @@ _POOL_KEY = pytest.StashKey[DeploymentPool]()
 _REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
 _INSTALL_KEY = pytest.StashKey[InstallInfo]()
 _RESULTS_KEY = pytest.StashKey[SessionResults]()
+_PRESET_KEY = pytest.StashKey["Preset | None"]()
 
 
 def pytest_addhooks(pluginmanager):
@@ -79,11 +85,19 @@ def pytest_configure(config):
         options = build_options(raw, registry, visible)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+    preset = None
+    if options.preset:
+        try:
+            preset = load_preset(options.preset, registry)
+        except PresetError as exc:
+            raise pytest.UsageError(f"--disagg-preset={options.preset!r}: {exc}") from None
     config.stash[_REGISTRY_KEY] = registry
     config.stash[_OPTIONS_KEY] = options
+    config.stash[_PRESET_KEY] = preset
     config.stash[_RESULTS_KEY] = SessionResults(options={
         "device": options.device, "gpus": list(options.gpus), "model": options.model,
-        "mediums": list(options.mediums) if options.mediums else None, "preset": options.preset,
+        "mediums": list(options.mediums) if options.mediums else None,
+        "preset": preset.describe() if preset else None,
     })
     processes.install_sigterm_handler()
 
@@ -170,26 +184,42 @@ def unavailable_reason(config, medium_name: str) -> str | None:
     return f"medium {medium_name} unavailable: " + "; ".join(missing) if missing else None
 
 
+def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
+    """The deployments a session runs: a preset's configurations, or mediums × prefix caching."""
+    options = config.stash[_OPTIONS_KEY]
+    preset = config.stash[_PRESET_KEY]
+    params = []
+    if preset is not None:
+        for c in preset.configurations(options.device, len(options.gpus)):
+            if (options.mediums and c.medium not in options.mediums) or (
+                    wanted_mediums is not None and c.medium not in wanted_mediums):
+                continue
+            overrides = dict(c.overrides)
+            if options.device == "cuda":
+                overrides["gpus"] = options.gpus[: c.gpus_needed]
+            dc = make_config(config, c.medium, **overrides)
+            if wanted_caching is not None and dc.prefix_caching not in wanted_caching:
+                continue
+            params.append(pytest.param(dc, id=dc.key()))
+        return params
+    mediums = selected_mediums(config)
+    if wanted_mediums is not None:
+        mediums = [m for m in mediums if m in wanted_mediums]
+    for medium in mediums:
+        for pc in options.prefix_caching:
+            if wanted_caching is not None and pc not in wanted_caching:
+                continue
+            dc = make_config(config, medium, prefix_caching=pc)
+            params.append(pytest.param(dc, id=dc.key()))
+    return params
+
+
 def pytest_generate_tests(metafunc):
     if "disagg_deployment" not in metafunc.fixturenames:
         return
-    config = metafunc.config
-    options = config.stash[_OPTIONS_KEY]
     marker = metafunc.definition.get_closest_marker("disagg")
-    mediums = selected_mediums(config)
-    caching = list(options.prefix_caching)
-    if marker is not None:
-        wanted = marker.kwargs.get("mediums")
-        if wanted is not None:
-            mediums = [m for m in mediums if m in wanted]
-        wanted_pc = marker.kwargs.get("prefix_caching")
-        if wanted_pc is not None:
-            caching = [pc for pc in caching if pc in wanted_pc]
-    params = []
-    for medium in mediums:
-        for pc in caching:
-            dc = make_config(config, medium, prefix_caching=pc)
-            params.append(pytest.param(dc, id=dc.key()))
+    kwargs = marker.kwargs if marker is not None else {}
+    params = deployment_params(metafunc.config, kwargs.get("mediums"), kwargs.get("prefix_caching"))
     metafunc.parametrize("disagg_deployment", params, indirect=True, scope="session")
 
 
@@ -217,6 +247,20 @@ def disagg_results(pytestconfig) -> SessionResults:
 
 def results_of(config) -> SessionResults:
     return config.stash[_RESULTS_KEY]
+
+
+@pytest.fixture
+def disagg_bench(request, disagg_results, disagg_baseline):
+    """Run a workload on a deployment, record it in the results JSON and gate it against baselines."""
+    from .bench import Bench, optional_energy_meter
+
+    return Bench(request, disagg_results, disagg_baseline, optional_energy_meter(request))
+
+
+@pytest.fixture(scope="session")
+def disagg_preset(pytestconfig) -> Preset | None:
+    """The preset selected with --disagg-preset, or None."""
+    return pytestconfig.stash[_PRESET_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,50 @@
+"""One measured run: a workload against a deployment, inside energy windows where they exist.
+
+The glue between the load generator and the energy library, kept out of both: the runner knows
+nothing about energy and the meter nothing about requests. Warm-up requests run before the
+energy window opens, so that joules are divided only by the tokens of the measured requests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from .energy.attribution import attribute, gpus_by_role
+from .load import RunResult, WorkloadSpec, run_workload
+from .presets import energy_per_component
+
+
+def _host_meter():
+    """A RAPL meter for CPU package and DRAM; it reports 'unavailable' where powercap is absent."""
+    from .energy.rapl import RaplMeter
+
+    return RaplMeter(("package", "dram"), poll_interval_s=None)
+
+
+def measured_run(deployment, spec: WorkloadSpec, *, meter=None, host_energy: bool = True,
+                 window_name: str | None = None, progress: bool | None = None) -> RunResult:
+    """Run ``spec``; with an NVML ``meter``, attach per-stage energy to ``run.energy``."""
+    if meter is None:
+        return run_workload(deployment, spec, progress=progress)
+    if spec.warmup:
+        run_workload(deployment, dataclasses.replace(spec, num_requests=spec.warmup, warmup=0), progress=False)
+    measured_spec = dataclasses.replace(spec, warmup=0)
+    name = window_name or f"{deployment.key}:{spec.spec_hash()[:8]}:{time.monotonic_ns()}"
+    rapl = _host_meter() if host_energy else None
+    if rapl is not None:
+        rapl.begin(name)
+    with meter.window(name) as handle:
+        run = run_workload(deployment, measured_spec, progress=progress)
+    host = rapl.end(name) if rapl is not None else ()
+    run.workload = spec                  # the spec the caller asked for (and the baseline keys on)
+    ok = [r for r in run.measured if r.ok]
+    roles = gpus_by_role(deployment.servers)
+    attribution = attribute(
+        handle.result, prefill_gpus=roles["prefill"], decode_gpus=roles["decode"],
+        prompt_tokens=sum(r.prompt_tokens for r in ok), output_tokens=sum(r.output_tokens for r in ok),
+        requests=len(ok), host=host,
+    )
+    run.energy = {**attribution.to_json(), "scalars": attribution.scalars(),
+                  "by_component": energy_per_component(attribution), "j_per_token": attribution.joules_per_token}
+    run._summary = None
+    return run
