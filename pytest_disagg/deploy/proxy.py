@@ -263,7 +263,9 @@ class DisaggProxy:
     async def _open(self, app: web.Application) -> None:
         if self.pd is not None:
             await self.pd.start()   # bound before /health answers (the pool waits for that)
-        connector = aiohttp.TCPConnector(limit=0, force_close=False, enable_cleanup_closed=True)
+        # A fresh loopback connection per upstream request: reusing keep-alive connections raced
+        # uvicorn closing idle ones ("Server disconnected" under load), and a connect costs ~0.1 ms.
+        connector = aiohttp.TCPConnector(limit=0, force_close=True, enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=30), auto_decompress=False
         )

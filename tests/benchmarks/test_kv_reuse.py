@@ -18,11 +18,9 @@ def reuse_spec(options) -> WorkloadSpec:
 
 
 def _delta(run, role: str, name: str) -> float:
-    total = 0.0
-    for key, metrics in run.server_metrics_delta.items():
-        if key.startswith(role):
-            total += float(metrics.get(name, 0.0) or 0.0)
-    return total
+    """Sum over the servers of ``role`` of one metric's change during the run."""
+    return sum(float(entry.get("totals", {}).get(name, 0.0) or 0.0)
+               for entry in run.server_metrics_delta.values() if entry.get("role") == role)
 
 
 @pytest.mark.kv_reuse
