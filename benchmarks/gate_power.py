@@ -64,6 +64,9 @@ if str(ROOT) not in sys.path:
 
 from pytest_disagg.baseline import gate  # noqa: E402
 from pytest_disagg.baseline.jsonfmt import read_json  # noqa: E402
+from pytest_disagg.sweep import SHAPES  # noqa: E402
+
+DEFAULT_N = SHAPES["cpu"]["requests"]     # requests per run of the suite's load sweep (its gated runs)
 from pytest_disagg.baseline.metric_info import CPU_HOST_TOLERANCES  # noqa: E402
 
 SAMPLES_SCHEMA = "pytest-disagg gate-power samples 1"
@@ -72,8 +75,7 @@ GOAL_POWER, GOAL_FALSE_ALARM = 0.95, 0.01
 METRIC = "ttft_ms"                # what the injected delay moves
 PER_REQUEST = ("ttft_ms", "tpot_ms", "e2el_ms")
 SHIFTED = ("ttft_ms", "e2el_ms")  # the delay is before the first token: TTFT and E2E grow by it
-DEFAULT_N = 200                   # requests per run in the suite's latency benchmarks
-DEFAULT_SWEEP = (50, 100, 200, 400, 800, 1600)
+DEFAULT_SWEEP = (20, 40, 100, 200, 400, 800, 1600)
 
 
 class SamplesFileError(ValueError):
@@ -90,37 +92,54 @@ RATES = {"colocated": 8.0, "nixl-cpu": 1.0}
 DEFAULT_RATE = 1.0
 
 
-def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, requests: int) -> dict:
+def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, requests: int, *,
+            max_load: float = 3.0, max_wait_s: float = 3600.0) -> dict:
     """Real per-request samples per medium, normal and proxy-delayed; written to ``out`` as it goes.
 
     Every run is a *fresh deployment* (started, warmed up, measured, stopped), as a baseline and a
     later run are in the suite: comparing runs of one long-lived deployment would hide the drift
     between deployments. Two normal runs come first (their median TTFT sets the injected delay),
     then delayed and normal runs alternate, so slow drift of the host hits both sides alike. The
-    host's load average is recorded around every run: a busy host shows in the file.
+    host's load average is recorded around every run (a busy host shows in the file), and each
+    run waits until the 1-minute load average is at most ``max_load``: a shared box measures its
+    neighbours otherwise.
     """
     import os
 
-    try:
-        from pytest_disagg.load import run_workload  # the load runner (issue 4)
-    except ImportError as exc:
-        raise SystemExit(f"collect needs the load runner pytest_disagg.load.run_workload, which is not importable "
-                         f"here ({exc}); collect samples with it elsewhere and pass --samples FILE")
     from pytest_disagg.baseline.fingerprint import machine_info
-    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool
+    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
+    from pytest_disagg.load import WorkloadSpec, fixed, poisson, run_workload
     from pytest_disagg.mediums import MediumRegistry
 
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "collector": "pytest_disagg.load.run_workload; every run on a freshly started deployment",
            "machine": machine_info(), "workload": {**WORKLOAD, "requests": requests}, "mediums": {}}
+    processes.install_sigterm_handler()      # SIGTERM unwinds through pool.close(): no orphan servers
     pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=1)
 
+    def spec_for(workload: dict, seed: int) -> WorkloadSpec:
+        return WorkloadSpec(arrival=poisson(workload["rate"]), num_requests=workload["requests"],
+                            prompt=fixed(workload["prompt_tokens"]), output=fixed(workload["output_tokens"]),
+                            warmup=workload["warmup_requests"], seed=seed, name="gate-power")
+
+    seeds = iter(range(1, 10_000))
+
+    def wait_for_idle_host() -> None:
+        deadline = time.monotonic() + max_wait_s
+        while os.getloadavg()[0] > max_load:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the host stayed busy (1-min load {os.getloadavg()[0]:.1f} > {max_load:g}) for "
+                                 f"{max_wait_s:.0f} s; what was measured so far is in {out}")
+            print(f"waiting for an idle host (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+            time.sleep(30)
+
     def one_run(config, delay_ms: float, workload: dict) -> dict:
+        wait_for_idle_host()
         load_before = os.getloadavg()
         deployment = pool.get(config)
         try:
             t0 = time.monotonic()
-            result = run_workload(deployment, workload)
+            result = run_workload(deployment, spec_for(workload, next(seeds)), progress=False)
             wall = time.monotonic() - t0
         finally:
             pool.release(config)
@@ -128,6 +147,7 @@ def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, request
         print(f"{config.key()}: median TTFT {np.median(samples[METRIC]):.2f} ms, load {load_before[0]:.1f}",
               file=sys.stderr)
         return {"delay_ms": delay_ms, "wall_s": wall, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                "n_failed": result.n_failed,
                 "samples": {k: list(map(float, samples[k])) for k in PER_REQUEST if k in samples},
                 "scalars": dict(result.scalars())}
 
@@ -152,6 +172,7 @@ def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, request
             out.write_text(json.dumps(doc))
     finally:
         pool.close()
+        processes.restore_sigterm_handler()
     return doc
 
 
@@ -319,8 +340,9 @@ def simulate(entry: dict, scenario: str, n: int, reps: int, confidence: float, s
         for m in metrics:
             if m in base and m in cur:
                 v = gate.compare(base[m], cur[m], "lower", 0.0, confidence=confidence, seed=seed * 100_003 + rep)
-                ci.setdefault(m, []).append(v.ci)
-                ratio.setdefault(m, []).append(v.ratio)
+                # no CI (a zero baseline median, too few samples): never a regression
+                ci.setdefault(m, []).append(v.ci if v.ci is not None else (math.nan, math.nan))
+                ratio.setdefault(m, []).append(v.ratio if v.ratio is not None else math.nan)
     return Draws({m: np.asarray(v) for m, v in ci.items()}, {m: np.asarray(v) for m, v in ratio.items()})
 
 
@@ -447,9 +469,15 @@ def main(argv: list[str] | None = None) -> int:
                                                               "several files are combined")
     src.add_argument("--collect-to", type=Path, help="collect real samples into this file, then run the statistics")
     ap.add_argument("--mediums", default="colocated,nixl-cpu", help="collect: mediums (default colocated,nixl-cpu)")
+    ap.add_argument("--max-wait-s", type=float, default=3600.0,
+                    help="collect: how long to wait for the host to be idle (load below --max-load) before each run")
     ap.add_argument("--runs", type=int, default=5, help="collect: normal runs per medium (default 5)")
     ap.add_argument("--delayed-runs", type=int, default=3, help="collect: proxy-delayed runs per medium (default 3)")
-    ap.add_argument("--n", type=int, default=DEFAULT_N, help=f"requests per side (default {DEFAULT_N})")
+    ap.add_argument("--requests", type=int, default=200,
+                    help="collect: measured requests per run (default 200; more than --n so that resampling "
+                         "draws from a run's whole distribution)")
+    ap.add_argument("--n", type=int, default=DEFAULT_N,
+                    help=f"requests per side in the statistics (default {DEFAULT_N}: the suite's load-sweep runs)")
     ap.add_argument("--reps", type=int, default=1000, help="repetitions per cell (default 1000)")
     ap.add_argument("--sweep", default=",".join(map(str, DEFAULT_SWEEP)), help="sample sizes to sweep")
     ap.add_argument("--tolerance", type=_fraction, default=CPU_HOST_TOLERANCES["latency"],
@@ -465,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sweep = tuple(int(s) for s in args.sweep.split(",") if s.strip())
     if args.collect_to:
-        collect(args.collect_to, [m.strip() for m in args.mediums.split(",")], args.runs, args.delayed_runs, args.n)
+        collect(args.collect_to, [m.strip() for m in args.mediums.split(",")], args.runs, args.delayed_runs,
+                args.requests, max_load=args.max_load, max_wait_s=args.max_wait_s)
         paths = [args.collect_to]
     else:
         paths = args.samples

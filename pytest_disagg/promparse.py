@@ -71,7 +71,9 @@ def parse(text: str, source: str = "/metrics") -> Scrape:
                     continue
                 key = series_key(s.name, s.labels)
                 names[key] = (s.name, dict(s.labels))
-                (counters if differenced else gauges)[key] = float(s.value)
+                # A summary's quantiles are point values; only its _sum and _count accumulate.
+                point = family.type == "summary" and "quantile" in s.labels
+                (counters if differenced and not point else gauges)[key] = float(s.value)
     except (ValueError, TypeError, IndexError) as exc:
         raise ScrapeError(f"{source}: not Prometheus text exposition ({exc})") from None
     return Scrape(counters, gauges, names)

@@ -153,3 +153,35 @@ def test_exact_bootstrap_medians_match_brute_force_resampling(n):
     assert np.allclose(np.quantile(fast, qs), np.quantile(brute, qs), rtol=0.01)
     if n % 2:
         assert np.isin(fast, x).all()          # odd n: every bootstrap median is one of the samples
+
+
+def test_a_zero_baseline_median_is_inconclusive_not_a_crash():
+    v = gate.compare([0.0] * 30, [1.0] * 30, "lower", 0.05, metric="handoff_ms")
+    assert v.verdict == gate.INCONCLUSIVE and "positive baseline" in v.reason and v.ci is None
+
+
+def _clustered_run(seed: int, requests: int = 40, tokens: int = 31):
+    """Per-token ITLs that move together within a request, as they do in a real stream."""
+    rng = np.random.default_rng(seed)
+    per_request = rng.lognormal(np.log(20.0), 0.2, requests)
+    return per_request, (per_request[:, None] * rng.lognormal(0.0, 0.05, (requests, tokens))).ravel()
+
+
+def test_per_token_itl_uses_the_request_as_the_unit():
+    iid = by_request = 0
+    for seed in range(100):
+        req_a, itl_a = _clustered_run(2 * seed)
+        req_b, itl_b = _clustered_run(2 * seed + 1)
+        iid += gate.compare(itl_a, itl_b, "lower", 0.05).verdict == gate.REGRESSION
+        verdicts = gate.compare_metrics({"ttft_ms": {"kind": "samples", "samples": req_a.tolist()},
+                                         "itl_ms": {"kind": "samples", "samples": itl_a.tolist()}},
+                                        {"ttft_ms": req_b.tolist(), "itl_ms": itl_b.tolist()}, {})
+        itl = next(v for v in verdicts if v.metric == "itl_ms")
+        assert "CI on 40 / 40 requests" in itl.reason and itl.n_baseline == 40 * 31
+        by_request += itl.verdict == gate.REGRESSION
+    assert iid >= 3 and by_request == 0      # tokens treated as independent raise false alarms
+
+
+def test_request_count_ignores_per_token_metrics():
+    assert gate.request_count({"ttft_ms": [1.0] * 40, "itl_ms": [1.0] * 1240, "e2el_ms": [1.0] * 39}) == 40
+    assert gate.request_count({"itl_ms": [1.0] * 10}) is None

@@ -202,3 +202,10 @@ def test_candidates_are_kept_apart_and_promoted_by_pattern(tmp_path):
 def test_bad_fingerprint_hash_cannot_escape_the_directory(tmp_path):
     with pytest.raises(ValueError, match="not a fingerprint hash"):
         BaselineStore(tmp_path).path("../../etc", "t::a")
+
+
+def test_the_lock_lives_in_the_store_and_is_not_listed(tmp_path):
+    store = BaselineStore(tmp_path / "b")
+    store.save(make_doc())
+    assert (tmp_path / "b" / store_mod.LOCK_NAME).exists()
+    assert [e.error for e in store.entries()] == [None]

@@ -34,8 +34,14 @@ def as_samples(values, what: str = "samples") -> np.ndarray:
     return array
 
 
-def bootstrap_medians(samples: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+def bootstrap_medians(samples: np.ndarray, resamples: int, rng: np.random.Generator,
+                      effective_n: int | None = None) -> np.ndarray:
     """``resamples`` draws of the median of a with-replacement resample of ``samples``.
+
+    ``effective_n``: the number of independent observations behind the samples, when fewer than
+    the samples (per-token ITLs: a request's gaps move together, so the request is the unit). The
+    resample then has ``effective_n`` draws from the same empirical distribution, which widens the
+    CI by the design effect instead of pretending every token is independent.
 
     Drawn exactly, without building the resamples: a resample is ``F_n^-1(U_1..U_n)`` for iid
     uniforms ``U`` and the empirical quantile function ``F_n^-1``, so its k-th smallest value is
@@ -47,15 +53,16 @@ def bootstrap_medians(samples: np.ndarray, resamples: int, rng: np.random.Genera
     """
     ordered = np.sort(samples)
     n = ordered.size
-    m = (n + 1) // 2
+    k = n if effective_n is None else max(1, min(int(effective_n), n))   # draws per resample
+    m = (k + 1) // 2
 
     def quantile(u: np.ndarray) -> np.ndarray:   # F_n^-1(u) = x_(ceil(n u)), 1-based
         return ordered[np.clip(np.ceil(u * n).astype(np.int64) - 1, 0, n - 1)]
 
-    u_m = rng.beta(m, n - m + 1, resamples)
-    if n % 2:
+    u_m = rng.beta(m, k - m + 1, resamples)
+    if k % 2 or k == 1:
         return quantile(u_m)
-    u_next = u_m + (1.0 - u_m) * rng.beta(1, n - m, resamples)
+    u_next = u_m + (1.0 - u_m) * rng.beta(1, k - m, resamples)
     return 0.5 * (quantile(u_m) + quantile(u_next))
 
 
@@ -76,11 +83,13 @@ def median_ci(samples, confidence: float = 0.95, resamples: int = DEFAULT_RESAMP
 
 
 def ratio_of_medians(baseline, current, confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
-                     seed: int = DEFAULT_SEED) -> tuple[float, float, float]:
+                     seed: int = DEFAULT_SEED,
+                     effective_n: tuple[int | None, int | None] = (None, None)) -> tuple[float, float, float]:
     """``(ratio, lo, hi)``: median(current) / median(baseline) and its bootstrap CI.
 
-    Both sides are resampled independently (they are independent runs). A baseline median of 0
-    makes the ratio meaningless and is an error.
+    Both sides are resampled independently (they are independent runs); ``effective_n`` gives
+    each side's number of independent observations (see :func:`bootstrap_medians`). A baseline
+    median of 0 makes the ratio meaningless and is an error.
     """
     base = as_samples(baseline, "baseline samples")
     cur = as_samples(current, "current samples")
@@ -88,8 +97,8 @@ def ratio_of_medians(baseline, current, confidence: float = 0.95, resamples: int
     if base_median <= 0.0:
         raise SampleError(f"baseline median is {base_median}: a ratio needs a positive baseline")
     rng = np.random.default_rng(seed)
-    base_boot = bootstrap_medians(base, resamples, rng)
-    cur_boot = bootstrap_medians(cur, resamples, rng)
+    base_boot = bootstrap_medians(base, resamples, rng, effective_n[0])
+    cur_boot = bootstrap_medians(cur, resamples, rng, effective_n[1])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = cur_boot / base_boot
     ratios = ratios[np.isfinite(ratios)]

@@ -103,21 +103,32 @@ def classify(direction: str, tolerance: float, lo: float, hi: float) -> str:
 
 def compare(baseline_samples, current_samples, direction: str, tolerance: float, *,
             confidence: float = DEFAULT_CONFIDENCE, metric: str = "", unit: str = "",
-            resamples: int = bootstrap.DEFAULT_RESAMPLES, seed: int = bootstrap.DEFAULT_SEED) -> Verdict:
-    """Per-request samples of one metric → a :class:`Verdict` (bootstrap CI of the ratio of medians)."""
+            resamples: int = bootstrap.DEFAULT_RESAMPLES, seed: int = bootstrap.DEFAULT_SEED,
+            effective_n: tuple[int | None, int | None] = (None, None)) -> Verdict:
+    """Per-request samples of one metric → a :class:`Verdict` (bootstrap CI of the ratio of medians).
+
+    ``effective_n``: independent observations per side when the samples are not independent
+    (per-token ITLs: the number of requests); the CI is then as wide as that many observations allow.
+    """
     _check(direction, tolerance, confidence)
     base = bootstrap.as_samples(baseline_samples, f"{metric or 'metric'}: baseline samples")
     cur = bootstrap.as_samples(current_samples, f"{metric or 'metric'}: current samples")
     common = dict(metric=metric, direction=direction, tolerance=tolerance, unit=unit,
                   baseline=float(np.median(base)), current=float(np.median(cur)),
                   n_baseline=int(base.size), n_current=int(cur.size), confidence=confidence)
-    if min(base.size, cur.size) < MIN_SAMPLES:
-        ratio = common["current"] / common["baseline"] if common["baseline"] > 0 else None
-        return Verdict(verdict=INCONCLUSIVE, ratio=ratio, method="none",
-                       reason=f"too few samples for a CI (baseline {base.size}, now {cur.size}; "
+    if common["baseline"] <= 0.0:
+        return Verdict(verdict=INCONCLUSIVE, method="none",
+                       reason=f"baseline median is {common['baseline']:g}: a ratio needs a positive baseline", **common)
+    n_base = min(base.size, effective_n[0] or base.size)
+    n_cur = min(cur.size, effective_n[1] or cur.size)
+    reason = (f"per-token samples: CI on {n_base} / {n_cur} requests"
+              if (n_base, n_cur) != (base.size, cur.size) else "")
+    if min(n_base, n_cur) < MIN_SAMPLES:
+        return Verdict(verdict=INCONCLUSIVE, ratio=common["current"] / common["baseline"], method="none",
+                       reason=f"too few samples for a CI (baseline {n_base}, now {n_cur}; "
                               f"need {MIN_SAMPLES} each)", **common)
-    ratio, lo, hi = bootstrap.ratio_of_medians(base, cur, confidence, resamples, seed)
-    return Verdict(verdict=classify(direction, tolerance, lo, hi), ratio=ratio, ci=(lo, hi), **common)
+    ratio, lo, hi = bootstrap.ratio_of_medians(base, cur, confidence, resamples, seed, effective_n=(n_base, n_cur))
+    return Verdict(verdict=classify(direction, tolerance, lo, hi), ratio=ratio, ci=(lo, hi), reason=reason, **common)
 
 
 def compare_scalar(baseline_value: float, current_value: float, direction: str, tolerance: float, *,
@@ -147,6 +158,8 @@ def compare_metrics(baseline: Mapping[str, Mapping], samples: Mapping[str, list[
     ``defaults`` are the family tolerances for the machine (``metric_info.default_tolerances``).
     """
     verdicts = []
+    requests = (request_count({k: v.get("samples") or () for k, v in baseline.items() if v.get("kind") == "samples"},
+                              directions), request_count(samples, directions))
     names = sorted(set(baseline) | set(samples) | set(scalars))
     for name in names:
         info = describe(name, directions)
@@ -157,7 +170,8 @@ def compare_metrics(baseline: Mapping[str, Mapping], samples: Mapping[str, list[
                                     unit=info.unit, method="none", reason="not in the baseline"))
         elif stored.get("kind") == "samples" and name in samples:
             verdicts.append(compare(stored["samples"], samples[name], info.direction, tol,
-                                    confidence=confidence, metric=name, unit=info.unit, seed=seed))
+                                    confidence=confidence, metric=name, unit=info.unit, seed=seed,
+                                    effective_n=requests if info.per_token else (None, None)))
         elif stored.get("kind") == "scalar" and name in scalars:
             verdicts.append(compare_scalar(stored["value"], scalars[name], info.direction, tol,
                                            metric=name, unit=info.unit))
@@ -168,6 +182,13 @@ def compare_metrics(baseline: Mapping[str, Mapping], samples: Mapping[str, list[
                                     baseline=stored.get("median", stored.get("value")),
                                     reason=f"baseline has it as {kind}; this run has no {kind} of that name"))
     return verdicts
+
+
+def request_count(samples: Mapping[str, object], directions: Mapping[str, str] | None = None) -> int | None:
+    """How many requests a run's samples come from: the most samples of any per-request metric
+    (TTFT, E2E, ...); None when every metric is per token (then no correction can be made)."""
+    counts = [len(v) for k, v in samples.items() if not describe(k, directions).per_token and len(v)]
+    return max(counts) if counts else None
 
 
 def _number(value: float | None, unit: str) -> str:
@@ -190,8 +211,9 @@ def table_rows(verdicts: list[Verdict]) -> list[list[str]]:
         else:
             ci = "no-ci" if v.method == "no-ci" else "-"
         better = "lower" if v.direction == "lower" else "higher"
+        verdict = v.verdict + (f": {v.reason}" if v.reason and v.method != "no-ci" else "")
         rows.append([v.metric, _number(v.baseline, v.unit), _number(v.current, v.unit), change, ci,
-                     f"±{v.tolerance * 100:g} % ({better} better)", v.verdict + (f": {v.reason}" if v.reason and v.method != "no-ci" else "")])
+                     f"±{v.tolerance * 100:g} % ({better} better)", verdict])
     return rows
 
 
@@ -214,5 +236,5 @@ def summary_word(verdicts: list[Verdict]) -> str:
 
 
 __all__ = ["DEFAULT_CONFIDENCE", "IMPROVEMENT", "INCONCLUSIVE", "MIN_SAMPLES", "MISSING", "NEW", "OK",
-           "REGRESSION", "Verdict", "classify", "compare", "compare_metrics", "compare_scalar",
+           "REGRESSION", "Verdict", "classify", "compare", "compare_metrics", "compare_scalar", "request_count",
            "format_table", "summary_word", "table_rows"]

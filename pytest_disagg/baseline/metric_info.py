@@ -17,11 +17,13 @@ DIRECTIONS = ("lower", "higher")
 # Default tolerance by family (fraction), by kind of host. The gate fails only when the CI of the
 # ratio of medians lies beyond the tolerance, so the tolerance must exceed the drift between two
 # deployments of the same software, which a per-run CI cannot see. benchmarks/gate_power.py
-# measured that drift on real vLLM on the 2-core CPU box (every run a freshly started deployment):
-# median TTFT moved by up to ~15 % between deployments, and only a 15 % latency tolerance kept
-# false alarms near 1 %. Hosts without a GPU therefore get CPU_HOST_TOLERANCES. GPU hosts keep the
-# customary 5 % until gate_power.py has been run on one (the GPU issue); override either with
-# --disagg-tolerance / disagg_tolerance.
+# measured that drift on real vLLM (colocated, tiny model) on the shared 2-core CPU box, every run
+# a freshly started deployment: median TTFT of 5 runs spread over 17 %, and a 15 % latency
+# tolerance was the smallest swept value with false alarms near 1 % at every sample size up to 200
+# (n = 200: 1.3 % on TTFT, 2.0 % on any of TTFT/TPOT/E2E; the load sweep's n = 40: 0.0 %; 10 %
+# gave 1.0 % / 2.2 % at n = 40 but 7 % at n = 200). Hosts without a GPU get CPU_HOST_TOLERANCES
+# (throughput and energy set alike: not measured separately). GPU hosts keep the customary 5 %
+# until gate_power.py has been run on one (the GPU issue). Override with --disagg-tolerance.
 DEFAULT_TOLERANCES = {
     "latency": 0.05,
     "throughput": 0.10,
@@ -60,12 +62,21 @@ class MetricInfoError(ValueError):
     """A metric whose direction is unknown, or a direction that is not lower/higher."""
 
 
+# Metrics with one sample per generated token rather than per request (vLLM's ITL): their samples
+# are not independent, so the gate takes the request as the unit (see bootstrap.bootstrap_medians).
+PER_TOKEN = re.compile(r"^itl(_|$)")
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     name: str
     direction: str      # "lower" | "higher": which way is better
     family: str         # key of DEFAULT_TOLERANCES
     unit: str
+
+    @property
+    def per_token(self) -> bool:
+        return bool(PER_TOKEN.search(self.name))
 
 
 def describe(name: str, directions: Mapping[str, str] | None = None) -> MetricInfo:
@@ -97,4 +108,5 @@ def tolerance_for(info: MetricInfo, overrides: Mapping[str, float] | None = None
     return (defaults or DEFAULT_TOLERANCES)[info.family]
 
 
-__all__ = ["CPU_HOST_TOLERANCES", "DEFAULT_TOLERANCES", "DIRECTIONS", "default_tolerances", "MetricInfo", "MetricInfoError", "describe", "tolerance_for"]
+__all__ = ["CPU_HOST_TOLERANCES", "DEFAULT_TOLERANCES", "DIRECTIONS", "PER_TOKEN", "MetricInfo", "MetricInfoError",
+           "default_tolerances", "describe", "tolerance_for"]

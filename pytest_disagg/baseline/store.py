@@ -11,9 +11,9 @@ to the benchmarks that changed. Candidates sit apart so that a run without a bas
 creates one by itself — a person promotes them (``pytest-disagg baselines refresh``).
 
 Writes are atomic (a temp file in the same directory, then ``os.replace``): a reader, or a run
-killed mid-write, sees the old file or the new one, never half of one. Writers take a per-file
-lock (``filelock``), so ``pytest -n`` workers and concurrent jobs on one host do not race on the
-"create if absent" decision. A file that exists but cannot be read is an error naming it, and is
+killed mid-write, sees the old file or the new one, never half of one. Writers take the store's
+lock (``filelock`` on ``<root>/.lock``), so ``pytest -n`` workers and concurrent jobs do not race
+on the "create if absent" decision. A file that exists but cannot be read is an error naming it, and is
 never overwritten unless a refresh is asked for.
 """
 from __future__ import annotations
@@ -58,13 +58,14 @@ def file_name(benchmark: str) -> str:
     return clean + ".json"
 
 
-def _lock_for(path: Path) -> FileLock:
-    """A lock file outside ``baselines/`` (keyed by the target's absolute path), so the committed
-    directory never collects ``.lock`` files."""
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
-    lock_dir = Path(tempfile.gettempdir()) / "pytest-disagg-locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(lock_dir / f"{digest}.lock"), timeout=LOCK_TIMEOUT_S)
+LOCK_NAME = ".lock"
+
+
+def _lock_for(root: Path) -> FileLock:
+    """One lock per store, ``<root>/.lock``: beside the data it guards (so it also serialises
+    writers on other hosts sharing the directory), hidden from listings, never committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(root / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -151,7 +152,7 @@ class BaselineStore:
         document.validate(doc, f"document for {path}")   # never write what could not be read back
         text = jsonfmt.dumps(doc)
         try:
-            with _lock_for(path):
+            with _lock_for(self.root):
                 if path.exists() and not replace:
                     raise BaselineExists(f"{path}: a baseline is already stored; pass refresh to replace it")
                 atomic_write(path, text)
