@@ -128,3 +128,11 @@ def test_the_top_level_parser_needs_a_command(capsys):
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2 and "baselines" in capsys.readouterr().err
+
+
+def test_patterns_take_brackets_literally(capsys, tree):
+    store, old, _ = tree
+    code, out, _ = cli(capsys, store, "show", old, "t::tpot[nixl-cpu-pc0]")
+    assert code == 0 and "t::tpot[nixl-cpu-pc0] (baseline)" in out
+    code, out, _ = cli(capsys, store, "history", "tpot_ms", "*[colocated-pc?]")
+    assert code == 0 and out.count("colocated") == 2 and "nixl" not in out

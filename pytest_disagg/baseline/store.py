@@ -18,7 +18,6 @@ never overwritten unless a refresh is asked for.
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -59,6 +58,13 @@ def file_name(benchmark: str) -> str:
 
 
 LOCK_NAME = ".lock"
+
+
+def matches(pattern: str, *names: str) -> bool:
+    """Shell-style ``*`` and ``?`` on benchmark ids; brackets are literal, because pytest ids are
+    full of them (``test_x[nixl-cpu-pc0]``) and a character class would silently match nothing."""
+    regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern) + r"\Z")
+    return any(regex.match(n) for n in names)
 
 
 def _lock_for(root: Path) -> FileLock:
@@ -178,7 +184,7 @@ class BaselineStore:
         for entry in self.entries(candidates=True):
             names = (entry.benchmark, entry.path.stem, entry.path.name, entry.machine_hash,
                      f"{entry.machine_hash}/{entry.benchmark}")
-            if patterns and not any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names):
+            if patterns and not any(matches(p, *names) for p in patterns):
                 continue
             if entry.error:
                 raise BaselineError(entry.error)
@@ -193,4 +199,4 @@ class BaselineStore:
 
 
 __all__ = ["BaselineError", "BaselineExists", "BaselineStore", "CANDIDATES", "Entry", "atomic_write",
-           "file_name", "read_document"]
+           "file_name", "matches", "read_document"]

@@ -6,14 +6,13 @@ with tabulate and the report can plot the same history without parsing a table.
 """
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
 from . import gate
 from .fingerprint import MACHINE_FIELDS, changed_fields, describe_machine
 from .metric_info import default_tolerances
-from .store import BaselineStore, Entry
+from .store import BaselineStore, Entry, matches
 
 
 class UnknownIdError(LookupError):
@@ -23,7 +22,7 @@ class UnknownIdError(LookupError):
 def _matches(entry: Entry, pattern: str | None) -> bool:
     if not pattern:
         return True
-    return any(fnmatch.fnmatchcase(n, pattern) for n in (entry.benchmark, entry.path.stem, entry.path.name))
+    return matches(pattern, entry.benchmark, entry.path.stem, entry.path.name)
 
 
 def machine_hashes(store: BaselineStore, *, candidates: bool = True) -> list[str]:
