@@ -137,7 +137,7 @@ print("PROBE-JSON " + json.dumps(out))
 
 
 @functools.lru_cache(maxsize=1)
-def probe_vllm(python: str = sys.executable, timeout: float = 120.0) -> tuple[str | None, frozenset[str], str | None]:
+def probe_vllm(python: str = sys.executable, timeout: float = 900.0) -> tuple[str | None, frozenset[str], str | None]:
     """Read the installed vLLM's version and KV-connector registry in a child interpreter.
 
     A child, because importing vLLM costs ~10 s and pulls torch into the pytest process, and
@@ -146,7 +146,7 @@ def probe_vllm(python: str = sys.executable, timeout: float = 120.0) -> tuple[st
     try:
         proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, frozenset(), f"probe failed: {exc}"
+        return None, frozenset(), f"probing vLLM failed (a loaded machine can take minutes to import it): {exc}"
     for line in proc.stdout.splitlines():
         if line.startswith("PROBE-JSON "):
             data = json.loads(line[len("PROBE-JSON "):])
