@@ -71,7 +71,10 @@ def test_kv_moved_between_prefill_and_decode(disagg_deployment):
     if not d.medium.disaggregated:
         pytest.skip("colocated: nothing is transferred")
     check = d.selfcheck
+    print(f"self-check of {d.key}: {json.dumps(check)}")
     assert check is not None and check["passed"], check
+    if "store_barrier" in check:   # decode waited for asynchronous stores; none ran out of time
+        assert check["store_barrier"]["timeout"] == 0 and check["store_barrier"]["complete"] > 0, check
     if check["evidence"] == "nixl_bytes":
         assert check["measured_kv_bytes_per_token"] == d.kv_bytes_per_token
     else:

@@ -137,7 +137,7 @@ def _free_port_except(taken) -> int:
 
 
 def proxy_command(medium: Medium, config: DeploymentConfig, handles: list[ServerHandle], port: int,
-                  ports: Mapping[str, int]) -> list[str]:
+                  ports: Mapping[str, int], ctx: MediumContext | None = None) -> list[str]:
     """The proxy's command line: its hand-off, its backends and the medium ports it needs."""
     cmd = [sys.executable, "-m", "pytest_disagg.deploy.proxy", "--mode", medium.handoff, "--port", str(port)]
     for h in handles:
@@ -146,6 +146,10 @@ def proxy_command(medium: Medium, config: DeploymentConfig, handles: list[Server
     for name in medium.ports:
         if name in PROXY_PORT_FLAGS:
             cmd += [PROXY_PORT_FLAGS[name], str(ports[name])]
+    if medium.proxy_args is not None:
+        if ctx is None:
+            raise DeploymentError(f"medium {medium.name} needs the deployment's context for its proxy arguments")
+        cmd += medium.proxy_args(ctx)
     if config.proxy_fault != "none":
         cmd += ["--fault", config.proxy_fault]
     if config.proxy_extra_delay_ms:
@@ -288,7 +292,10 @@ class DeploymentPool:
                 else:
                     pending.append(server)
             handles += [server.wait_ready(self.server_timeout_s) for server in pending]
-            proxy_url, proxy_stop = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log", ports)
+            proxy_ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=0, peer_ports=ports,
+                                      services=services)
+            proxy_url, proxy_stop = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log", ports,
+                                                      proxy_ctx)
             stoppers.append(proxy_stop)
             deployment = Deployment(
                 key=key, medium=medium, config=config, url=proxy_url, servers=tuple(handles),
@@ -316,9 +323,9 @@ class DeploymentPool:
         return deployment, stoppers
 
     def _start_proxy(self, medium: Medium, config: DeploymentConfig, handles: list[ServerHandle], log_path: Path,
-                     ports: Mapping[str, int]):
+                     ports: Mapping[str, int], ctx: MediumContext | None = None):
         port = _free_port_except(ports.values())
-        cmd = proxy_command(medium, config, handles, port, ports)
+        cmd = proxy_command(medium, config, handles, port, ports, ctx)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")
         env = dict(os.environ)

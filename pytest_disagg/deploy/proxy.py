@@ -10,7 +10,9 @@ Hand-offs:
   ``kv_transfer_params={"do_remote_decode": true, ...}``; the decode request carries the
   ``kv_transfer_params`` that prefill returned, and decode pulls the KV.
 - ``storage`` (ExampleConnector, LMCache tiers): prefill with ``max_tokens=1`` stores the KV;
-  decode gets the same prompt and loads the KV instead of computing it.
+  decode gets the same prompt and loads the KV instead of computing it. Where the store lands
+  after prefill answers (LMCache's remote tiers), ``--store-barrier`` makes decode wait for it
+  (``storebarrier``); that wait is part of the hand-off time.
 - ``lmcache_pd`` (LMCache PD mode): prefill with ``max_tokens=1`` and a ``disagg_spec`` naming
   decode's LMCache receiver ports; LMCache's sender pushes the KV into decode's buffer and then
   sends "KV of request X is in place" to a ZMQ PULL socket the proxy binds (``--pd-notify-port``).
@@ -38,6 +40,7 @@ import aiohttp
 from aiohttp import web
 
 from ..mediums import lmcache
+from . import storebarrier
 
 REMOTE_DECODE_PARAMS = {
     "do_remote_decode": True,
@@ -66,6 +69,7 @@ class StageRecord:
     decode_ms: float | None = None
     total_ms: float | None = None
     status: str = "ok"
+    store_barrier: str | None = None     # storage hand-off with a barrier: complete/quiescent/timeout
     stage_failed: str | None = None
     error: str | None = None
     started_at: float = field(default_factory=time.time)
@@ -73,6 +77,16 @@ class StageRecord:
 
 def _ms(t0: int, t1: int) -> float:
     return (t1 - t0) / 1e6
+
+
+def _token_ids(body: dict) -> list[int] | None:
+    """The prompt as token ids, when the request gives it so (completions with ids)."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], list):
+        prompt = prompt[0]
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return prompt
+    return None
 
 
 def _one_token(body: dict) -> dict:
@@ -220,7 +234,8 @@ class DisaggProxy:
     def __init__(self, mode: str, prefill: list[str], decode: list[str], fault: str = "none",
                  extra_delay_ms: float = 0.0, *, pd_notify_port: int | None = None,
                  pd_init_ports: Sequence[int] = (), pd_alloc_ports: Sequence[int] = (),
-                 pd_timeout_s: float = PD_NOTIFY_TIMEOUT_S):
+                 pd_timeout_s: float = PD_NOTIFY_TIMEOUT_S,
+                 store_barrier: storebarrier.StoreBarrier | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if fault not in FAULTS:
@@ -239,6 +254,9 @@ class DisaggProxy:
         elif pd_notify_port is not None or pd_init_ports or pd_alloc_ports:
             raise ValueError(f"--pd-* ports are for mode 'lmcache_pd', not {mode!r}")
         self.pd_timeout_s = pd_timeout_s
+        if store_barrier is not None and mode != "storage":
+            raise ValueError(f"--store-barrier is for mode 'storage', not {mode!r}")
+        self.store_barrier = store_barrier
         self.mode, self.prefill, self.decode, self.fault = mode, prefill, decode, fault
         self.extra_delay_s = extra_delay_ms / 1000.0
         self.records: collections.deque[StageRecord] = collections.deque(maxlen=MAX_RECORDS)
@@ -263,6 +281,8 @@ class DisaggProxy:
     async def _open(self, app: web.Application) -> None:
         if self.pd is not None:
             await self.pd.start()   # bound before /health answers (the pool waits for that)
+        if self.store_barrier is not None:
+            await self.store_barrier.start()
         # A fresh loopback connection per upstream request: reusing keep-alive connections raced
         # uvicorn closing idle ones ("Server disconnected" under load), and a connect costs ~0.1 ms.
         connector = aiohttp.TCPConnector(limit=0, force_close=True, enable_cleanup_closed=True)
@@ -273,6 +293,8 @@ class DisaggProxy:
     async def _close(self, app: web.Application) -> None:
         if self.pd is not None:
             await self.pd.stop()
+        if self.store_barrier is not None:
+            await self.store_barrier.close()
         if self.session is not None:
             await self.session.close()
 
@@ -292,6 +314,7 @@ class DisaggProxy:
         return web.json_response({
             "mode": self.mode, "records": len(self.records), "in_flight": self.in_flight,
             "lmcache_pd": self.pd.stats() if self.pd is not None else None,
+            "store_barrier": dict(self.store_barrier.outcomes) if self.store_barrier is not None else None,
         })
 
     async def clear_records(self, request: web.Request) -> web.Response:
@@ -363,6 +386,14 @@ class DisaggProxy:
             if not isinstance(kv, dict):
                 raise StageError("handoff", 502, "prefill answered without kv_transfer_params")
             decode_body["kv_transfer_params"] = self._maybe_corrupt(kv)
+        if self.store_barrier is not None:
+            usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+            prompt_tokens = usage.get("prompt_tokens")
+            if not isinstance(prompt_tokens, int):
+                raise StageError("handoff", 502, "prefill answered without usage.prompt_tokens: the store barrier "
+                                 "cannot tell how many chunks to wait for")
+            target = self.store_barrier.expect(prompt_tokens, _token_ids(body))
+            record.store_barrier, _ = await self.store_barrier.wait(target)
         if self.extra_delay_s:
             await asyncio.sleep(self.extra_delay_s)
         record.handoff_ms = _ms(t_prefilled, time.perf_counter_ns())
@@ -465,15 +496,26 @@ def build(argv: list[str] | None = None) -> tuple[DisaggProxy, argparse.Namespac
                     help="decode's pd_peer_alloc_port; repeat or comma-separate, one per TP rank")
     pd.add_argument("--pd-notify-timeout-s", type=float, default=PD_NOTIFY_TIMEOUT_S,
                     help="how long after prefill's answer the last 'KV in place' message may come (504 after)")
+    sb = ap.add_argument_group("storage barrier", "wait for asynchronous stores before decode (LMCache tiers)")
+    sb.add_argument("--store-barrier", default=None, metavar="fs:DIR|redis:HOST:PORT",
+                    help="count stored chunks there and hold decode until this request's have landed")
+    sb.add_argument("--store-chunk-tokens", type=int, default=256, help="tokens per stored chunk (LMCache chunk_size)")
+    sb.add_argument("--store-quiet-s", type=float, default=storebarrier.QUIET_S,
+                    help="end a wait once nothing was written for this long (chunks already held, or dropped)")
+    sb.add_argument("--store-timeout-s", type=float, default=storebarrier.TIMEOUT_S, help="end a wait after this long")
     args = ap.parse_args(argv)
     decode = args.decode + args.backend
     try:
+        barrier = None
+        if args.store_barrier is not None:
+            barrier = storebarrier.StoreBarrier(storebarrier.parse_spec(args.store_barrier), args.store_chunk_tokens,
+                                                quiet_s=args.store_quiet_s, timeout_s=args.store_timeout_s)
         proxy = DisaggProxy(
             args.mode, args.prefill, decode, fault=args.fault, extra_delay_ms=args.extra_delay_ms,
             pd_notify_port=args.pd_notify_port,
             pd_init_ports=[p for ports in args.pd_receiver_init_port for p in ports],
             pd_alloc_ports=[p for ports in args.pd_receiver_alloc_port for p in ports],
-            pd_timeout_s=args.pd_notify_timeout_s,
+            pd_timeout_s=args.pd_notify_timeout_s, store_barrier=barrier,
         )
     except ValueError as exc:
         ap.error(str(exc))

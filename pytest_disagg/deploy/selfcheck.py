@@ -63,7 +63,20 @@ def run_selfcheck(deployment, prompt_lengths=PROMPT_LENGTHS, seed: int | None = 
         if answer.get("usage", {}).get("completion_tokens") != 4:
             return _verdict(False, f"a self-check request did not complete: {answer}", {})
     after = decode.scrape_metrics()
-    return evaluate(before, after, list(prompt_lengths), deployment.medium.evidence, deployment.kv_bytes_per_token)
+    verdict = evaluate(before, after, list(prompt_lengths), deployment.medium.evidence, deployment.kv_bytes_per_token)
+    barrier = _proxy_stats(deployment.url).get("store_barrier")
+    if barrier is not None:   # how the waits for asynchronous stores ended (storebarrier)
+        verdict["store_barrier"] = barrier
+    return verdict
+
+
+def _proxy_stats(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url + "/disagg/stats", timeout=10) as resp:
+            stats = json.loads(resp.read())
+        return stats if isinstance(stats, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def evaluate(before: str, after: str, prompt_lengths: list[int], evidence: str, kv_bytes_per_token: int) -> dict:

@@ -32,7 +32,7 @@ def _redis_ping(port: int) -> bool:
 def start_redis(workdir: Path, log_path: Path, timeout_s: float = 20.0) -> tuple[str, Callable[[], None]]:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise ServiceError("redis-server is not on PATH (Debian: apt-get install redis-server; PyPI: redis-server)")
+        raise ServiceError("redis-server is not on PATH (Debian: apt-get install redis-server)")
     port = free_port()
     data = workdir / "redis"
     data.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,9 @@ class Medium:
     # Names of extra ports the deployment allocates once and shares: every role sees them in
     # ``MediumContext.peer_ports`` and the proxy gets those it binds or hands on (e.g. LMCache PD).
     ports: tuple[str, ...] = ()
+    # Proxy arguments that hold decode until prefill's asynchronous store has landed
+    # (``deploy.storebarrier``), for storage mediums whose stores outlive prefill's answer.
+    proxy_args: Callable[[MediumContext], list[str]] | None = None
 
     @property
     def disaggregated(self) -> bool:

@@ -109,6 +109,7 @@ BUILTIN_MEDIUMS: tuple[Medium, ...] = (
         services=("redis",),
         evidence="external_hits",
         role_setup=lmcache.cpu_with_lookup,
+        proxy_args=lmcache.cpu_store_barrier,
         paper_name="dis-cpu",
     ),
     Medium(
@@ -120,6 +121,7 @@ BUILTIN_MEDIUMS: tuple[Medium, ...] = (
         needs_modules=("lmcache", "aiofiles"),   # the fs connector imports aiofiles
         evidence="external_hits",
         role_setup=lmcache.disk,
+        proxy_args=lmcache.disk_store_barrier,
         paper_name="dis-disk",
     ),
     Medium(

@@ -28,7 +28,8 @@ files moved 16,000-token prompts into decode's buffer (15,999 tokens loaded, 1 c
 notification arriving before or within 70 ms of prefill's answer; the fs tier wrote 112 KiB per
 token with O_DIRECT and decode loaded 15,999 of 16,000 tokens from it, but only once the write had
 finished: remote tiers store asynchronously, so a decode request sent the moment prefill answers
-finds nothing and recomputes (0 of 16,000 tokens found). The self-check catches that.
+finds nothing and recomputes (0 of 16,000 tokens found). So the proxy of lmcache-disk and
+lmcache-cpu holds decode until prefill's chunks are in the store (``deploy.storebarrier``).
 """
 from __future__ import annotations
 
@@ -279,6 +280,20 @@ def disk(role: Role, ctx: MediumContext) -> RoleSetup:
     if problem:
         raise LMCacheConfigError(f"lmcache-disk bypasses the page cache as the study did: {problem}")
     return _setup(role, ctx, disk_config(role, path))
+
+
+def disk_store_barrier(ctx: MediumContext) -> list[str]:
+    """The proxy counts the fs connector's chunk files: decode waits for prefill's writes."""
+    return ["--store-barrier", f"fs:{ctx.workdir / 'lmcache-fs'}", "--store-chunk-tokens", str(CHUNK_SIZE)]
+
+
+def cpu_store_barrier(ctx: MediumContext) -> list[str]:
+    """The proxy counts the chunks in the deployment's Redis: decode waits for prefill's puts."""
+    try:
+        redis = ctx.services["redis"]
+    except KeyError:
+        raise LMCacheConfigError("lmcache-cpu needs the deployment's redis service (services=('redis',))") from None
+    return ["--store-barrier", f"redis:{redis}", "--store-chunk-tokens", str(CHUNK_SIZE)]
 
 
 def pd_over_nixl(role: Role, ctx: MediumContext) -> RoleSetup:
