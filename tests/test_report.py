@@ -274,3 +274,50 @@ def test_cli_has_both_commands():
     parser = build_parser()
     assert parser.parse_args(["report", "a.json"]).out == "disagg-report"
     assert parser.parse_args(["baselines", "list"]).baselines_command == "list"
+
+
+# --- one session in several files ------------------------------------------------------------
+def _split_by_setup(doc: dict) -> list[dict]:
+    """``doc`` as a sharded nightly job writes it: one results file per set-up."""
+    parts = []
+    for i, setup in enumerate(sorted({r["setup"] for r in doc["runs"]})):
+        part = copy.deepcopy(doc)
+        part["runs"] = [r for r in doc["runs"] if r["setup"] == setup]
+        part["created"] = f"2026-11-25T08:0{i}:00+00:00"
+        parts.append(part)
+    return parts
+
+
+def test_merge_reports_shards_of_one_session_together(full_doc, tmp_path, capsys):
+    parts = _split_by_setup(full_doc)
+    assert len(parts) >= 2
+    files = [write(tmp_path / f"part{i}.json", p) for i, p in enumerate(parts)]
+    out = tmp_path / "merged"
+    assert main(["report", "--merge", *map(str, files), "--out", str(out)]) == 0
+    merged = (out / "index.md").read_text()
+    assert f"{len(full_doc['runs'])} runs" in merged.split("\n## Contents")[0]
+    alone = (build_report(full_doc, tmp_path / "alone")).read_text()
+    assert section(merged, "Results per benchmark") == section(alone, "Results per benchmark")
+    # Without --merge the newest shard alone is reported and the rest is history.
+    assert main(["report", *map(str, files), "--out", str(tmp_path / "history")]) == 0
+    newest = (tmp_path / "history" / "index.md").read_text()
+    assert f"{len(parts[-1]['runs'])} runs" in newest.split("\n## Contents")[0]
+
+
+def test_merge_refuses_files_of_different_machines(full_doc, tmp_path, capsys):
+    a, b = _split_by_setup(full_doc)[:2]
+    b["fingerprint"] = {"machine": {"gpu": "other"}, "subject": {}}
+    a["fingerprint"] = a["fingerprint"] or {"machine": {"gpu": "one"}, "subject": {}}
+    files = [write(tmp_path / "a.json", a), write(tmp_path / "b.json", b)]
+    assert main(["report", "--merge", *map(str, files), "--out", str(tmp_path / "r")]) == 2
+    assert "fingerprint differs" in capsys.readouterr().err
+
+
+def test_title_names_the_model_that_was_served(full_doc, tmp_path):
+    """A preset serves its own model; the session's default model is not what ran."""
+    doc = copy.deepcopy(full_doc)
+    served = {d.get("model") for d in doc["deployments"].values()}
+    doc["options"]["model"] = "some-default-model"
+    page = build_report(doc, tmp_path).read_text().split("\n## Contents")[0]
+    assert "some-default-model" not in page
+    assert all(m in page for m in served if m)

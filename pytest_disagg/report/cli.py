@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .inputs import KIND_RESULTS, ReportInputError, load_document
+from .inputs import KIND_RESULTS, ReportInputError, load_document, merge_results
 from .page import INDEX, parse_metric, render
 
 EXIT_OK, EXIT_CANNOT_WRITE, EXIT_BAD_INPUT = 0, 1, 2
@@ -19,6 +19,8 @@ EXIT_OK, EXIT_CANNOT_WRITE, EXIT_BAD_INPUT = 0, 1, 2
 def cmd_report(args) -> int:
     parse_metric(args.metric)
     docs = [load_document(path) for path in args.files]
+    if args.merge:
+        docs = [merge_results(docs)]
     results = [d for d in docs if d.kind == KIND_RESULTS]
     primary = max(results, key=lambda d: d.created_at) if results else None
     page = render(primary, docs, args.out, args.metric)
@@ -56,5 +58,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--metric", default="ttft_ms:p50", metavar="METRIC[:STAT]",
                         help="the metric the history plot follows, e.g. tpot_ms:p90 or output_throughput "
                              "(default: ttft_ms:p50)")
+    parser.add_argument("--merge", action="store_true",
+                        help="the results files are parts of one session (e.g. one pytest run per set-up on one "
+                             "machine): report their runs together instead of as history")
     parser.set_defaults(func=cmd_report)
     return parser

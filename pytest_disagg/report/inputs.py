@@ -117,6 +117,40 @@ def load_document(path: str | Path) -> Document:
     return check_document(data, str(path))
 
 
+def merge_results(docs: list[Document]) -> Document:
+    """Several results files of one machine and software (e.g. one pytest run per set-up, as a
+    nightly job shards them) as one session: runs and deployments together, the newest options.
+
+    Files from different machines or versions are history, not parts of one session: merging
+    them is refused, naming the two that differ."""
+    _need(bool(docs), "--merge", "no results files to merge")
+    for d in docs:
+        _need(d.kind == KIND_RESULTS, d.source, "--merge takes results files only (this is a baseline file)")
+    first = docs[0]
+    for d in docs[1:]:
+        _need(not first.data.get("fingerprint") or not d.data.get("fingerprint")
+              or first.data["fingerprint"] == d.data["fingerprint"], d.source,
+              f"its fingerprint differs from {first.source}'s: different machines or versions are history, "
+              "report them without --merge")
+    newest = max(docs, key=lambda d: d.created_at)
+    merged: dict[str, Any] = {k: v for k, v in newest.data.items() if k not in ("runs", "deployments", "derived")}
+    merged["fingerprint"] = next((d.data["fingerprint"] for d in docs if d.data.get("fingerprint")), {})
+    merged["runs"] = [run for d in sorted(docs, key=lambda d: d.created_at) for run in d.data["runs"]]
+    merged["deployments"] = {}
+    merged["derived"] = {}
+    for d in docs:
+        for key, dep in (d.data.get("deployments") or {}).items():
+            _need(key not in merged["deployments"] or merged["deployments"][key] == dep, d.source,
+                  f"deployment {key!r} differs from the one of the same name in another file")
+            merged["deployments"][key] = dep
+        for key, value in (d.data.get("derived") or {}).items():
+            if isinstance(value, list):
+                merged["derived"].setdefault(key, []).extend(value)
+            else:
+                merged["derived"].setdefault(key, value)
+    return Document(" + ".join(d.source for d in docs), KIND_RESULTS, check_results(merged, "merged results"))
+
+
 def as_document(data: Any, source: str = "<results>") -> Document:
     """A dict given in Python (``build_report(results, ...)``), or an already loaded Document."""
     if isinstance(data, Document):
@@ -125,4 +159,4 @@ def as_document(data: Any, source: str = "<results>") -> Document:
 
 
 __all__ = ["Document", "KIND_BASELINE", "KIND_RESULTS", "ReportInputError", "as_document", "check_document",
-           "check_results", "load_document", "machine_fields"]
+           "check_results", "load_document", "machine_fields", "merge_results"]

@@ -92,11 +92,10 @@ def render(primary: Document | None, documents: Sequence[Document], out_dir: Pat
 def where_text(data: Mapping[str, Any], primary: Document | None) -> str:
     """"model X on <hardware>, vLLM V" for titles."""
     options = data.get("options") or {}
-    model = options.get("model")
-    if not model:
-        models = {d.get("model") for d in (data.get("deployments") or {}).values() if isinstance(d, Mapping)}
-        models.discard(None)
-        model = ", ".join(sorted(models)) or "unknown model"
+    # What was served (a preset names its own model) before the session's default.
+    models = {d.get("model") for d in (data.get("deployments") or {}).values() if isinstance(d, Mapping)}
+    models.discard(None)
+    model = ", ".join(sorted(models)) or options.get("model") or "unknown model"
     machine = primary.machine if primary is not None else {}
     hardware = describe_machine(machine) if machine else f"device {options.get('device') or '?'}"
     device = options.get("device")
