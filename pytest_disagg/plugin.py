@@ -215,12 +215,14 @@ def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
 
 
 def pytest_generate_tests(metafunc):
-    if "disagg_deployment" not in metafunc.fixturenames:
+    if "disagg_deployment_config" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("disagg")
     kwargs = marker.kwargs if marker is not None else {}
     params = deployment_params(metafunc.config, kwargs.get("mediums"), kwargs.get("prefix_caching"))
-    metafunc.parametrize("disagg_deployment", params, indirect=True, scope="session")
+    # Session scope on the configuration makes pytest group the tests by deployment, so each
+    # starts once when nothing else needs the pool's slots in between.
+    metafunc.parametrize("disagg_deployment_config", params, indirect=True, scope="session")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -292,7 +294,17 @@ def disagg_get_deployment(pytestconfig):
 
 
 @pytest.fixture(scope="session")
-def disagg_deployment(request, disagg_get_deployment):
-    """A running deployment (proxy URL, prefill/decode handles, medium, config), one per parameter."""
-    dc: DeploymentConfig = request.param
-    return disagg_get_deployment(dc)
+def disagg_deployment_config(request) -> DeploymentConfig:
+    """The configuration this test runs on (one parameter per selected medium x prefix caching,
+    or per preset configuration)."""
+    return request.param
+
+
+@pytest.fixture
+def disagg_deployment(disagg_deployment_config, disagg_get_deployment):
+    """A running deployment (proxy URL, prefill/decode handles, medium, config), one per parameter.
+
+    Looked up in the pool for every test, not cached for the session: a test that starts other
+    deployments (a benchmark comparing prefix caching on and off, a reference) may have made the
+    pool stop this one, and then it is started again rather than handed out dead."""
+    return disagg_get_deployment(disagg_deployment_config)
