@@ -58,8 +58,23 @@ class Scrape:
     names: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # key -> (sample name, labels)
 
 
+def _check_values_ascii(text: str, source: str) -> None:
+    """Refuse a sample whose value or timestamp is not ASCII: prometheus_client takes values
+    through Python's float(), which reads any Unicode decimal digits ('١٢' is 12.0), and the
+    exposition format allows only ASCII numbers there."""
+    for number, line in enumerate(text.split("\n"), 1):   # not splitlines(): "\x85" is no line end here
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        tail = stripped[stripped.rfind("}") + 1:] if "}" in stripped else stripped.partition(" ")[2]
+        if not tail.isascii():
+            raise ScrapeError(f"{source}: not Prometheus text exposition (line {number}: a sample value that is "
+                              f"not an ASCII number: {tail.strip()!r})")
+
+
 def parse(text: str, source: str = "/metrics") -> Scrape:
     """Parse Prometheus text exposition into a :class:`Scrape`."""
+    _check_values_ascii(text, source)
     counters: dict[str, float] = {}
     gauges: dict[str, float] = {}
     names: dict[str, tuple[str, dict[str, str]]] = {}

@@ -168,11 +168,12 @@ def test_any_text_is_a_scrape_or_a_scrape_error(text):
     assert set(scrape.names) == set(scrape.counters) | set(scrape.gauges)
 
 
-@pytest.mark.xfail(strict=True, reason="promparse takes values through Python's float(), which reads non-ASCII "
-                                       "decimal digits: 'x ١٢' is scraped as 12.0 instead of being rejected")
 def test_non_ascii_digits_are_not_numbers():
-    with pytest.raises(promparse.ScrapeError):
-        promparse.parse("x \u0661\u0662\n")
+    """float() reads any Unicode decimal digits; the exposition format does not."""
+    for text in ("x \u0661\u0662\n", 'x{a="1"} \u0661\n', "x 1 \u0661\u0662\n"):
+        with pytest.raises(promparse.ScrapeError, match="not an ASCII number"):
+            promparse.parse(text)
+    assert promparse.parse('x{a="\u0661}"} 12\n').gauges == {'x{a="\u0661}"}': 12.0}   # labels may be any text
 
 
 # --- stream chunks: JSON ----------------------------------------------------------------------
