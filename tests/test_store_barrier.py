@@ -295,3 +295,22 @@ def test_redis_counter_against_a_real_redis_server(tmp_path):
         assert asyncio.run(count()) == sb.StoreCount(2, frozenset())
     finally:
         stop()
+
+
+def test_an_unreadable_store_fails_the_handoff_stage_with_the_reason(tmp_path):
+    class Broken:
+        calls = 0
+
+        async def count(self):
+            Broken.calls += 1
+            if Broken.calls > 1:
+                raise ConnectionError("redis went away")
+            return sb.StoreCount(0)
+
+        async def close(self):
+            pass
+
+    answers, records, _, found = asyncio.run(_serve(tmp_path, [_body([1, 2, 3])], sb.StoreBarrier(Broken(), CHUNK)))
+    status, text = answers[0]
+    assert status == 502 and "redis went away" in text
+    assert records[0]["stage_failed"] == "handoff" and found == []   # decode never asked

@@ -393,7 +393,11 @@ class DisaggProxy:
                 raise StageError("handoff", 502, "prefill answered without usage.prompt_tokens: the store barrier "
                                  "cannot tell how many chunks to wait for")
             target = self.store_barrier.expect(prompt_tokens, _token_ids(body))
-            record.store_barrier, _ = await self.store_barrier.wait(target)
+            try:
+                record.store_barrier, _ = await self.store_barrier.wait(target)
+            except Exception as exc:   # the store itself unreachable (Redis gone, directory removed)
+                raise StageError("handoff", 502, f"store barrier could not read the store: "
+                                 f"{type(exc).__name__}: {exc}") from None
         if self.extra_delay_s:
             await asyncio.sleep(self.extra_delay_s)
         record.handoff_ms = _ms(t_prefilled, time.perf_counter_ns())
