@@ -136,7 +136,7 @@ def chunk_identities(token_ids: Sequence[int], chunk_tokens: int) -> list[bytes]
     (LMCache's chunk keys are prefix hashes, so equal prefixes give equal chunks)."""
     out, h = [], hashlib.blake2b(digest_size=16)
     for start in range(0, len(token_ids), chunk_tokens):
-        h.update(b"".join(int(t).to_bytes(4, "little", signed=False) for t in token_ids[start:start + chunk_tokens]))
+        h.update(b"".join(int(t).to_bytes(8, "little", signed=True) for t in token_ids[start:start + chunk_tokens]))
         out.append(h.copy().digest())
     return out
 
@@ -153,6 +153,17 @@ class StoreBarrier:
         self.seen: set[bytes] = set()
         self.expected: int | None = None    # stored chunks once every store so far has landed
         self.outcomes: dict[str, int] = {"complete": 0, "quiescent": 0, "timeout": 0}
+        self._scan: asyncio.Future | None = None   # one read of the store shared by every waiter
+        self._scanned_at = -math.inf
+
+    async def _count(self) -> StoreCount:
+        """The store's count, read at most once per ``poll_s`` however many requests wait (a
+        batch of 64 would otherwise list the directory or scan Redis 64 times per poll)."""
+        if self._scan is not None and (not self._scan.done() or time.monotonic() - self._scanned_at < self.poll_s):
+            return await asyncio.shield(self._scan)
+        self._scanned_at = time.monotonic()
+        self._scan = asyncio.ensure_future(self.counter.count())
+        return await asyncio.shield(self._scan)
 
     async def start(self) -> None:
         """Take the count already in the store (the proxy may start on a used directory)."""
@@ -177,7 +188,7 @@ class StoreBarrier:
         last, since = -1, t0
         pending: frozenset[str] | None = None     # stores under way when the count reached target
         while True:
-            now_count = await self.counter.count()
+            now_count = await self._count()
             now = time.monotonic()
             if pending is None and now_count.chunks >= target:
                 pending = now_count.in_flight
