@@ -2,7 +2,9 @@
 
 The work lives in the library (deploy/, load/, energy/, baseline/); this module only turns
 pytest's options into a ``DisaggOptions``, keeps one ``DeploymentPool`` per session in the config
-stash, and parametrizes ``disagg_deployment`` over the selected mediums × prefix caching.
+stash, and parametrizes ``disagg_deployment_config`` (session scope, so tests are grouped by
+deployment) over the selected mediums × prefix caching or a preset's configurations;
+``disagg_deployment`` gets each test its running deployment from the pool.
 """
 from __future__ import annotations
 
