@@ -17,27 +17,16 @@ import math
 import random
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
+from ..promparse import parse, sum_series
 
 PROMPT_LENGTHS = (37, 100, 203)
 
 
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """Sum of a counter/histogram-sum sample over series matching ``labels`` (0 if absent)."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def metric_label(text: str, family_name: str, label: str) -> str | None:
-    for family in text_string_to_metric_families(text):
-        if family.name == family_name:
-            for sample in family.samples:
-                if label in sample.labels:
-                    return sample.labels[label]
+def _label(scrape, sample_name: str, label: str) -> str | None:
+    """A label's value on the first series of ``sample_name`` that carries it."""
+    for sample, labels in scrape.names.values():
+        if sample == sample_name and label in labels:
+            return labels[label]
     return None
 
 
@@ -81,11 +70,12 @@ def _proxy_stats(url: str) -> dict:
 
 def evaluate(before: str, after: str, prompt_lengths: list[int], evidence: str, kv_bytes_per_token: int) -> dict:
     """Judge two scrapes of the decode server's /metrics around the self-check prompts."""
-    block = int(metric_label(after, "vllm:cache_config_info", "block_size") or 0)
+    before_scrape, after_scrape = parse(before, "decode /metrics"), parse(after, "decode /metrics")
+    block = int(_label(after_scrape, "vllm:cache_config_info", "block_size") or 0)
     tokens = sum(prompt_lengths)
 
     def delta(name: str, **labels: str) -> float:
-        return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
+        return sum_series(after_scrape, name, **labels) - sum_series(before_scrape, name, **labels)
 
     local = delta("vllm:prompt_tokens_by_source_total", source="local_compute")
     figures: dict = {
