@@ -71,7 +71,7 @@ def test_show_a_fingerprint_and_a_benchmark(capsys, tree):
 @pytest.mark.parametrize("args, message", [
     (("show", "ffffffff"), "unknown fingerprint 'ffffffff'; known:"),
     (("show", "ab"), "at least 4 characters"),
-    (("history", "nope_ms"), "no baseline has metric 'nope_ms'; metrics stored: output_throughput, tpot_ms"),
+    (("history", "nope_ms"), "no baseline or results file has metric 'nope_ms'; metrics stored: output_throughput, tpot_ms"),
 ])
 def test_unknown_ids_are_clear_errors(capsys, tree, args, message):
     store, _, _ = tree

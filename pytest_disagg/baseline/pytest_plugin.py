@@ -129,7 +129,18 @@ class BaselineGate:
         config (hashed as the *medium* part of the subject — leave out fields that must not split
         baselines, e.g. an injected test delay); ``workload``: the workload spec; ``model``: the
         model config (hashed as the *model* part); ``extra_fingerprint``: machine fields to add for
-        this check. Fails the test on a regression (and, in strict mode, on a missing baseline)."""
+        this check. Fails the test on a regression (and, in strict mode, on a missing baseline).
+        :meth:`evaluate` + :meth:`enforce` for callers that record the result before it fails."""
+        return self.enforce(self.evaluate(name, samples, scalars, config, workload, extra_fingerprint, model=model,
+                                          directions=directions, tolerances=tolerances))
+
+    def evaluate(self, name: str | None = None, samples: Mapping[str, list[float]] | None = None,
+                 scalars: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None,
+                 workload: Mapping[str, Any] | None = None, extra_fingerprint: Mapping[str, Any] | None = None,
+                 *, model: Any = None, directions: Mapping[str, str] | None = None,
+                 tolerances: Mapping[str, float] | None = None) -> CheckResult:
+        """The check's result, recorded but never failing the test (bad figures still fail it:
+        that is the caller's mistake, not a verdict)."""
         benchmark = benchmark_id(self.item, name)
         if self.settings.mode == "off":
             return self._record(CheckResult(benchmark=benchmark, status=checker.OFF, mode="off",
@@ -143,23 +154,26 @@ class BaselineGate:
                                        directions=directions, tolerances=tolerances,
                                        commit=session_commit(self.config))
         except BaselineError as exc:
-            return self._broken(benchmark, str(exc))
+            message = (f"{exc}\n(the file is left as it is; fix it, restore it from git, or rerun with "
+                       f"--disagg-refresh-baselines)")
+            return self._record(CheckResult(benchmark=benchmark, status="error", mode=self.settings.mode,
+                                            message=message))
         except (ValueError, TypeError) as exc:  # bad figures from the test: say which check
             pytest.fail(f"disagg_baseline.check({benchmark!r}): {exc}", pytrace=False)
-        self._record(result)
+        return self._record(result)
+
+    def enforce(self, result: CheckResult) -> CheckResult:
+        """Fail the test (or warn, in warn mode) as the result's mode says; return it otherwise."""
+        if result.status == "error":
+            if self.settings.mode == "warn":
+                warnings.warn(pytest.PytestWarning(result.message))
+                return result
+            pytest.fail(result.message, pytrace=False)
         if result.failed:
             pytest.fail(result.report(), pytrace=False)
         if self.settings.mode == "warn" and result.regressions:
             warnings.warn(pytest.PytestWarning(result.report()))
         return result
-
-    def _broken(self, benchmark: str, error: str) -> CheckResult:
-        message = f"{error}\n(the file is left as it is; fix it, restore it from git, or rerun with --disagg-refresh-baselines)"
-        result = self._record(CheckResult(benchmark=benchmark, status="error", mode=self.settings.mode, message=message))
-        if self.settings.mode == "warn":
-            warnings.warn(pytest.PytestWarning(message))
-            return result
-        pytest.fail(message, pytrace=False)
 
     def _record(self, result: CheckResult) -> CheckResult:
         self.item.stash.setdefault(CHECKS_KEY, []).append(result)
