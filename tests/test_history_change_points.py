@@ -64,3 +64,22 @@ def test_bad_pvalue_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["baselines", "history", "ttft_ms", "--cp-pvalue", "2"])
     assert "--cp-pvalue '2': must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_report_history_marks_the_change_point_and_shows_per_side_fingerprints(tmp_path):
+    from pytest_disagg.report import build_report, load_document
+
+    paths = nightly(tmp_path, [50.0] * 6 + [60.0] * 6, seed=5)
+    docs = [load_document(p) for p in paths]
+    # the newest file's two runs were served by different software (as the two sides of an A/B run)
+    newest = json.loads(paths[-1].read_text())
+    side_b = json.loads(json.dumps(newest["runs"][0]))
+    side_b["fingerprint"]["machine"]["vllm"], side_b["fingerprint"]["machine_hash"] = "0.33.0", "hB"
+    newest["runs"][0]["side"], side_b["side"] = "A", "B"
+    newest["runs"].append(side_b)
+    index = build_report(newest, tmp_path / "report", history=docs[:-1])
+    page = index.read_text()
+    assert "Change points (E-Divisive means, Apache Otava" in page
+    assert "from file 7" in page and "(+" in page.split("from file 7")[1].split("\n")[0]   # ~ +20 %
+    assert "side A (h0)" in page and "side B (hB)" in page and "vllm (differs)" in page
+    assert (tmp_path / "report" / "history.png").is_file()

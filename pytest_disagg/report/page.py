@@ -259,9 +259,31 @@ def _fingerprint_section(primary: Document | None) -> Section:
     if primary is None or not (primary.machine or primary.data.get("options")):
         section.missing = "no results file with a fingerprint was given"
         return section
+    if not primary.machine and primary.data.get("upgraded_from") == 1:
+        section.blocks.append("_This results file (schema 1) was written before results carried the "
+                              "fingerprint: no software versions, driver or GPU are known for it._")
     section.blocks.append(tables.fingerprint_table(primary.machine, primary.data.get("options") or {},
                                                    primary.data.get("fingerprint") or {}))
+    sides = run_machines(primary.data.get("runs") or [])
+    if len(sides) > 1:
+        section.blocks.append("The runs were served by different software (per run fingerprint, e.g. the two "
+                              "sides of an A/B run):\n\n" + tables.machines_side_by_side(sides))
     return section
+
+
+def run_machines(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict]]:
+    """The distinct machine halves of the runs' fingerprints, labelled by A/B side where given."""
+    seen: dict[str, tuple[str, dict]] = {}
+    for run in runs:
+        fp = run.get("fingerprint") if isinstance(run, Mapping) else None
+        machine = fp.get("machine") if isinstance(fp, Mapping) else None
+        if not isinstance(machine, Mapping) or not machine:
+            continue
+        key = str(fp.get("machine_hash") or stable_hash(dict(machine)))
+        side = run.get("side")
+        label = f"side {side} ({key})" if side else key
+        seen.setdefault(key, (label, dict(machine)))
+    return list(seen.values())
 
 
 # --- history ----------------------------------------------------------------------------------
@@ -277,14 +299,42 @@ def _history_section(docs: Sequence[Document], metric: str, stat: str, ctx: Cont
     slots = history_slots(docs)
     points, notes = history_points(docs, metric, stat, slots)
     ticks = [_tick([d for d, s in zip(docs, slots) if s == k]) for k in range(max(slots) + 1)]
-    plot = plots.history(points, ticks, text, ctx, ctx.styles.colour)
+    shifts = history_change_points(points)
+    plot = plots.history(points, ticks, text, ctx, ctx.styles.colour, change_points=shifts)
     if plot.missing:
         section.missing = f"{plot.missing} (metric {metric}:{stat})"
     else:
         section.plots.append(plot)
     section.blocks.extend(notes)
+    if shifts:
+        lines = [f"- {series}: from file {slot + 1} ({ticks[slot].splitlines()[0]}), "
+                 f"{cp.mean_before:.4g} → {cp.mean_after:.4g}"
+                 + (f" ({cp.change * 100:+.1f} %)" if cp.change is not None else "") + f", p = {cp.pvalue:.2g}"
+                 for series, found in shifts.items() for slot, cp in found]
+        section.blocks.append("Change points (E-Divisive means, Apache Otava; dotted lines in the plot):\n\n"
+                              + "\n".join(lines))
+    else:
+        section.blocks.append("_No change point in any series (E-Divisive means, Apache Otava, p < 0.001; "
+                              "a series needs 4 files or more)._")
     section.blocks.append(_history_table(docs))
     return section
+
+
+def history_change_points(points: Sequence[HistoryPoint]) -> dict[str, list[tuple[int, Any]]]:
+    """Per series, where its level shifted: (x position of the first point of the new level,
+    :class:`stats.ChangePoint`)."""
+    from .. import stats
+
+    by_series: dict[str, list[HistoryPoint]] = defaultdict(list)
+    for p in points:
+        by_series[p.series].append(p)
+    out: dict[str, list[tuple[int, Any]]] = {}
+    for series, pts in by_series.items():
+        pts = sorted(pts, key=lambda p: p.doc)
+        found = stats.change_points([p.estimate.value for p in pts])
+        if found:
+            out[series] = [(pts[cp.index].doc, cp) for cp in found]
+    return out
 
 
 def history_slots(docs: Sequence[Document]) -> list[int]:

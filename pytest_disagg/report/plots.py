@@ -481,7 +481,10 @@ class HistoryPoint:
 
 
 def history(points: Sequence[HistoryPoint], tick_labels: Sequence[str], metric_text: str, ctx: Context,
-            colour_of: Callable[[str], str]) -> Plot:
+            colour_of: Callable[[str], str], change_points: Mapping[str, Sequence[tuple[int, Any]]] | None = None
+            ) -> Plot:
+    """One line per series across the files; ``change_points`` (per series: x of the first point
+    of a new level) are drawn as dotted vertical lines in the series' colour."""
     plot = Plot("history", f"History of {metric_text}")
     if not points:
         plot.missing = "no set-up and load appears in more than one of the files given"
@@ -504,6 +507,8 @@ def history(points: Sequence[HistoryPoint], tick_labels: Sequence[str], metric_t
                         color=colour_of(pts[0].setup), marker=markers[k % len(markers)],
                         linestyle="--" if pts[0].colocated else "-", linewidth=1.6, markersize=6)
         handles[series] = c.lines[0]
+        for slot, _cp in (change_points or {}).get(series, ()):
+            ax.axvline(slot - 0.5, color=colour_of(pts[0].setup), linestyle=":", linewidth=1.4, alpha=0.9)
     ax.set_xticks(range(len(tick_labels)), tick_labels, fontsize=8.5)
     ax.set_xlim(-0.4, len(tick_labels) - 0.6)
     ax.set_xlabel("results file, oldest first (created · vLLM · driver)")

@@ -107,6 +107,17 @@ def fingerprint_table(machine: Mapping[str, Any], options: Mapping[str, Any], fi
     return markdown(rows, ["field", "value"])
 
 
+def machines_side_by_side(machines: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """Machine fields of several fingerprints in columns; fields that differ are marked."""
+    names = sorted({k for _, m in machines for k in m},
+                   key=lambda k: (MACHINE_FIELDS.index(k) if k in MACHINE_FIELDS else 99, k))
+    rows = []
+    for name in names:
+        values = [show(m.get(name)) for _, m in machines]
+        rows.append([name + (" (differs)" if len(set(values)) > 1 else ""), *values])
+    return markdown(rows, ["field", *(label for label, _ in machines)])
+
+
 def show(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "-"
@@ -143,4 +154,5 @@ def components_table(items: Sequence[tuple[RunView, Mapping[str, Mapping]]]) -> 
 
 
 __all__ = ["benchmark_table", "components_table", "crossover_table", "deployments_table", "fingerprint_table",
+           "machines_side_by_side",
            "markdown", "selfcheck_cells", "show"]

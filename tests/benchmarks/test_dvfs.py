@@ -29,8 +29,8 @@ def test_stagewise_clocks(disagg_deployment, disagg_options, disagg_dvfs_point, 
                                   name=f"dvfs[{point.id}]", gate=False,
                                   extra={"prefill_mhz": point.prefill_sm_mhz, "decode_mhz": point.decode_sm_mhz,
                                          "dry_run": dry_run, "plans": [p.to_json() for p in plans]})
-    disagg_results.derived.setdefault("dvfs_points", []).append({
+    disagg_results.add_dvfs_point({
         "deployment": d.key, "point": point.id, "prefill_mhz": point.prefill_sm_mhz,
         "decode_mhz": point.decode_sm_mhz, "dry_run": dry_run,
-        "e2el_ms_p50": run.summary()["e2el_ms"]["p50"], "j_per_token": (run.energy or {}).get("j_per_token"),
+        "e2el_ms_p50": run.summary()["e2el_ms"]["p50"], "j_per_token": (run.energy or {}).get("joules_per_token"),
     })
