@@ -67,7 +67,7 @@ from pytest_disagg.baseline.jsonfmt import read_json  # noqa: E402
 from pytest_disagg.sweep import SHAPES  # noqa: E402
 
 DEFAULT_N = SHAPES["cpu"]["requests"]     # requests per run of the suite's load sweep (its gated runs)
-from pytest_disagg.metrics import CPU_HOST_TOLERANCES  # noqa: E402
+from pytest_disagg.metrics import CPU_HOST_TOLERANCES, DEFAULT_TOLERANCES  # noqa: E402
 
 SAMPLES_SCHEMA = "pytest-disagg gate-power samples 1"
 SHIFT = 0.05                      # the slowdown to detect: +5 % of the median TTFT
@@ -93,7 +93,8 @@ DEFAULT_RATE = 1.0
 
 
 def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, requests: int, *,
-            max_load: float = 3.0, max_wait_s: float = 3600.0) -> dict:
+            max_load: float = 3.0, max_wait_s: float = 3600.0, device: str = "cpu", model: str = "tiny-llama-cpu",
+            gpus: tuple[int, ...] = (), rates: dict[str, float] | None = None) -> dict:
     """Real per-request samples per medium, normal and proxy-delayed; written to ``out`` as it goes.
 
     Every run is a *fresh deployment* (started, warmed up, measured, stopped), as a baseline and a
@@ -113,7 +114,8 @@ def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, request
 
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "collector": "pytest_disagg.load.run_workload; every run on a freshly started deployment",
-           "machine": machine_info(), "workload": {**WORKLOAD, "requests": requests}, "mediums": {}}
+           "machine": machine_info(), "workload": {**WORKLOAD, "requests": requests}, "mediums": {},
+           "device": device, "model": model}
     processes.install_sigterm_handler()      # SIGTERM unwinds through pool.close(): no orphan servers
     pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=1)
 
@@ -153,9 +155,11 @@ def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, request
 
     try:
         for medium in mediums:
-            base = dict(medium=medium, model="tiny-llama-cpu", device="cpu", block_size=32, prefix_caching=False)
+            base = dict(medium=medium, model=model, device=device, gpus=tuple(gpus), block_size=32,
+                        prefix_caching=False)
             normal = DeploymentConfig(**base)
-            workload = {**WORKLOAD, "requests": requests, "rate": RATES.get(medium, DEFAULT_RATE)}
+            rate = (rates or {}).get(medium, RATES.get(medium, DEFAULT_RATE))
+            workload = {**WORKLOAD, "requests": requests, "rate": rate}
             entry = {"config": asdict(normal), "workload": workload, "runs": [], "delayed_runs": []}
             doc["mediums"][medium] = entry
             for _ in range(min(2, runs)):
@@ -471,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mediums", default="colocated,nixl-cpu", help="collect: mediums (default colocated,nixl-cpu)")
     ap.add_argument("--max-wait-s", type=float, default=3600.0,
                     help="collect: how long to wait for the host to be idle (load below --max-load) before each run")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="collect: where the servers run (default cpu; cuda needs --gpus and a GPU --model)")
+    ap.add_argument("--model", default=None, help="collect: model fixture (default tiny-llama-cpu / tiny-llama-gpu)")
+    ap.add_argument("--gpus", default="", help="collect, cuda: GPU indices, e.g. 0 or 0,1 (a 2-GPU medium needs 2)")
+    ap.add_argument("--rates", default="", help="collect: request rate per medium, e.g. colocated=8,nixl-gpu=2 "
+                                                "(default: the CPU rates in RATES)")
     ap.add_argument("--runs", type=int, default=5, help="collect: normal runs per medium (default 5)")
     ap.add_argument("--delayed-runs", type=int, default=3, help="collect: proxy-delayed runs per medium (default 3)")
     ap.add_argument("--requests", type=int, default=200,
@@ -480,9 +490,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"requests per side in the statistics (default {DEFAULT_N}: the suite's load-sweep runs)")
     ap.add_argument("--reps", type=int, default=1000, help="repetitions per cell (default 1000)")
     ap.add_argument("--sweep", default=",".join(map(str, DEFAULT_SWEEP)), help="sample sizes to sweep")
-    ap.add_argument("--tolerance", type=_fraction, default=CPU_HOST_TOLERANCES["latency"],
-                    help=f"gate tolerance (default: the CPU-host latency default, "
-                         f"{CPU_HOST_TOLERANCES['latency'] * 100:g}%%)")
+    ap.add_argument("--tolerance", type=_fraction, default=None,
+                    help=f"gate tolerance (default: the suite's latency default for the host: CPU "
+                         f"{CPU_HOST_TOLERANCES['latency'] * 100:g}%%, GPU {DEFAULT_TOLERANCES['latency'] * 100:g}%%)")
     ap.add_argument("--confidence", type=_fraction, default=gate.DEFAULT_CONFIDENCE)
     ap.add_argument("--tolerances", default="1%,2%,3%,5%,8%,10%,15%", help="tolerances to sweep at --n")
     ap.add_argument("--shifts", default="5%,10%,15%,20%,30%,50%",
@@ -492,9 +502,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave out runs with a 1-minute load average above this before or after them (default 3)")
     args = ap.parse_args(argv)
     sweep = tuple(int(s) for s in args.sweep.split(",") if s.strip())
+    try:
+        gpus = tuple(int(g) for g in args.gpus.split(",") if g.strip())
+        rates = {k.strip(): float(v) for k, _, v in (p.partition("=") for p in args.rates.split(",") if p.strip())}
+    except ValueError:
+        ap.error(f"--gpus {args.gpus!r} / --rates {args.rates!r}: give e.g. --gpus 0,1 --rates colocated=8,nixl-gpu=2")
+    if args.device == "cuda" and not gpus:
+        ap.error("--device cuda needs --gpus (e.g. --gpus 0)")
+    if any(r <= 0 for r in rates.values()):
+        ap.error(f"--rates {args.rates!r}: every rate must be > 0")
     if args.collect_to:
         collect(args.collect_to, [m.strip() for m in args.mediums.split(",")], args.runs, args.delayed_runs,
-                args.requests, max_load=args.max_load, max_wait_s=args.max_wait_s)
+                args.requests, max_load=args.max_load, max_wait_s=args.max_wait_s, device=args.device,
+                model=args.model or ("tiny-llama-gpu" if args.device == "cuda" else "tiny-llama-cpu"), gpus=gpus,
+                rates=rates)
         paths = [args.collect_to]
     else:
         paths = args.samples
@@ -508,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     except SamplesFileError as exc:
         print(f"gate_power: {exc}", file=sys.stderr)
         return 2
+    if args.tolerance is None:      # the suite's default for the host the samples came from
+        on_gpu = data.get("device") == "cuda" or bool((data.get("machine") or {}).get("gpu_count"))
+        args.tolerance = (DEFAULT_TOLERANCES if on_gpu else CPU_HOST_TOLERANCES)["latency"]
     power, false_alarm, n = statistics(
         data, n=args.n, reps=args.reps, sweep=sweep, tolerance=args.tolerance, confidence=args.confidence,
         seed=args.seed, tolerances=tuple(_fraction(t) for t in args.tolerances.split(",") if t.strip()),
