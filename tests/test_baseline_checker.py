@@ -108,3 +108,16 @@ def test_unreadable_baseline_is_an_error_and_kept_unless_refreshing(store):
     fixed = run(store, refresh=True)
     assert fixed.status == checker.REFRESHED and "unreadable" in fixed.message
     assert run(store).status == checker.COMPARED
+
+
+def test_an_undecided_comparison_is_never_called_within_tolerance(store):
+    """The issue's fault: a benchmark whose verdicts were all inconclusive was summed up as
+    "within tolerance". A +14 % shift against a 15 % tolerance straddles the bound: undecided."""
+    run(store, refresh=True)
+    result = run(store, seed=3, slow=1.14)
+    ttft = next(v for v in result.verdicts if v.metric == "ttft_ms")
+    assert ttft.verdict == "undecided" and not result.failed
+    assert result.word == "undecided" and result.to_json()["word"] == "undecided"
+    assert "undecided" in result.message and "within tolerance" not in result.message
+    same = run(store, seed=4)
+    assert same.word == "same" and "within tolerance" in same.message

@@ -109,3 +109,13 @@ def test_extra_fields_join_the_machine_half_and_bad_ones_are_named():
 def test_unhashable_config_value_is_an_error_not_a_silent_str():
     with pytest.raises(TypeError, match="cannot fingerprint"):
         fpm.stable_hash({"x": object()})
+
+
+def test_versions_of_another_interpreter_are_read_there():
+    """A/B side B's fingerprint: the other interpreter's own packages (here: this one, run as a
+    subprocess, must agree with reading them in-process)."""
+    here = fpm.machine_info()
+    there = fpm.machine_info(python=sys.executable)
+    assert {k: there[k] for k in fpm.PACKAGES} == {k: here[k] for k in fpm.PACKAGES}
+    with pytest.raises(fpm.InterpreterError, match="cannot run it"):
+        fpm.interpreter_versions("/nonexistent/python")

@@ -201,22 +201,58 @@ def _nvml_optional(lib: Any, name: str) -> Any:
     return nvmllib.as_text(value) if isinstance(value, bytes) else value
 
 
-def machine_info(*, nvml: Any = None, cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+PACKAGES = ("vllm", "torch", "nixl", "lmcache")
+_OTHER_INTERPRETER = (
+    "import importlib.util, json, sys\n"
+    "spec = importlib.util.spec_from_file_location('_disagg_fingerprint', sys.argv[1])\n"
+    "m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m)\n"
+    "print(json.dumps({**{p: m.package_version(p) for p in m.PACKAGES}, 'cuda': m.torch_cuda_version()}))\n"
+)
+
+
+class InterpreterError(RuntimeError):
+    """Another interpreter whose software versions could not be read; names it and why."""
+
+
+def interpreter_versions(python: str | Path, timeout_s: float = 60.0) -> dict[str, Any]:
+    """vLLM, torch, NIXL, LMCache versions and torch's CUDA of *another* Python interpreter (the
+    side B of an A/B run): this module's own functions, run there from this file (stdlib only, so
+    a venv without pytest-disagg answers too)."""
+    import subprocess
+
+    try:
+        out = subprocess.run([str(python), "-c", _OTHER_INTERPRETER, __file__], capture_output=True, text=True,
+                             timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise InterpreterError(f"{python}: cannot run it to read its versions ({exc})") from None
+    if out.returncode != 0:
+        raise InterpreterError(f"{python}: reading its versions failed: {out.stderr.strip()[-500:]}")
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise InterpreterError(f"{python}: unexpected answer {out.stdout[-200:]!r}") from None
+
+
+def machine_info(*, nvml: Any = None, cpuinfo: str | Path = "/proc/cpuinfo",
+                 python: str | Path | None = None) -> dict[str, Any]:
     """The machine half, every field of ``MACHINE_FIELDS`` present (None when not applicable).
 
     ``cuda`` is the CUDA runtime torch (and so vLLM's kernels) was built with; on a machine with a
-    GPU but a CPU-only torch it falls back to the driver's CUDA version from NVML.
+    GPU but a CPU-only torch it falls back to the driver's CUDA version from NVML. ``python``:
+    read the software versions of that interpreter instead of this one (A/B side B).
     """
     gpus = gpu_info(nvml)
+    software = interpreter_versions(python) if python is not None else {
+        **{p: package_version(p) for p in PACKAGES}, "cuda": torch_cuda_version()}
     info: dict[str, Any] = {
         "gpu": gpus.get("gpu", []),
         "gpu_count": gpus.get("gpu_count", 0),
         "driver": gpus.get("driver"),
-        "cuda": torch_cuda_version() or gpus.get("cuda_driver"),
+        "cuda": software.get("cuda") or gpus.get("cuda_driver"),
         "cpu": cpu_model(cpuinfo),
     }
-    for package in ("vllm", "torch", "nixl", "lmcache"):
-        info[package] = package_version(package)
+    for package in PACKAGES:
+        info[package] = software.get(package)
     return info
 
 
@@ -275,7 +311,7 @@ def describe_machine(machine: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "Fingerprint", "FingerprintError", "MACHINE_FIELDS", "SUBJECT_FIELDS", "canonical_json",
+    "Fingerprint", "FingerprintError", "InterpreterError", "MACHINE_FIELDS", "PACKAGES", "interpreter_versions", "SUBJECT_FIELDS", "canonical_json",
     "changed_fields", "collect", "cpu_model", "describe_machine", "gpu_info", "machine_info",
     "package_version", "stable_hash", "subject_info", "torch_cuda_version", "with_extra",
 ]
