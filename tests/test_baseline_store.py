@@ -38,7 +38,7 @@ def test_round_trip_and_readable_layout(tmp_path):
     assert ttft["n"] == 200 and len(ttft["samples"]) == 200 and ttft["direction"] == "lower" and ttft["unit"] == "ms"
     assert ttft["p10"] <= ttft["p50"] <= ttft["p90"] <= ttft["p99"]
     assert ttft["median_ci"][0] <= ttft["median"] <= ttft["median_ci"][1]
-    assert loaded["metrics"]["output_throughput"] == {"kind": "scalar", "direction": "higher", "unit": "1/s",
+    assert loaded["metrics"]["output_throughput"] == {"kind": "scalar", "direction": "higher", "unit": "tok/s",
                                                       "value": 123.46}
     assert loaded["schema_version"] == document.SCHEMA_VERSION and loaded["git_commit"] == "abc123"
     assert loaded["created"].endswith("+00:00")

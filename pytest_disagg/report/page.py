@@ -238,7 +238,8 @@ def _tables_section(runs: list[RunView]) -> Section:
                                                     r.batch or 0, r.rate or 0, r.load))
         section.blocks.append(f"### `{bench}` ({len(rs)} runs)\n\n" + tables.benchmark_table(rs))
     section.blocks.append("Latency cells: median [95 % bootstrap CI]; `n`: successful measured requests; "
-                          "`gate`: the baseline verdict (`-` where no baseline was checked).")
+                          "`gate`: the worst verdict of the run's metrics, worst first regressed > invalid > "
+                          "undecided > not compared > improved > same (`-` where no baseline was checked).")
     return section
 
 
