@@ -99,3 +99,16 @@ def test_roles_from_deployment_servers():
     assert gpus_by_role(colocated) == {"prefill": (0, 1), "decode": (0, 1)}
     with pytest.raises(ValueError, match="unknown server role"):
         gpus_by_role([SimpleNamespace(role="router", gpu_indices=())])
+
+
+def test_the_energy_record_has_exactly_its_typed_keys():
+    from pytest_disagg.energy.attribution import EnergyRecord, attribute
+    from pytest_disagg.energy.results import EnergyWindow
+
+    window = EnergyWindow(name="w", seconds=2.0, joules_by_gpu={0: 30.0}, reliable=True, method="counter",
+                          counter_period_s=0.1)
+    record = attribute(window, prefill_gpus=[0], decode_gpus=[0], prompt_tokens=20, output_tokens=10,
+                       requests=2).record()
+    assert set(record) == set(EnergyRecord.__annotations__)
+    assert record["joules_per_token"] == 1.0 and record["components"]["gpu"]["j_per_token"] == 1.0
+    assert "by_component" not in record and "j_per_token" not in record

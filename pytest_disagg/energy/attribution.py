@@ -9,7 +9,7 @@ the label ``shared`` with joules per (prompt + output) token, and never split by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypedDict
 
 from .ipmi import COMPONENT as NODE_COMPONENT
 from .results import EnergyFigure, EnergyWindow
@@ -43,6 +43,31 @@ class StageEnergy:
             "token_kind": self.token_kind,
             "joules_per_token": self.joules_per_token,
         }
+
+
+class EnergyRecord(TypedDict):
+    """A run's energy in the results JSON (``Attribution.record()``): the one spelling."""
+
+    window: str
+    seconds: float
+    stages: list[dict]                 # StageEnergy.to_json() per stage (prefill/decode, or shared)
+    shared: bool
+    gpu_joules: float
+    host: list[dict]                   # EnergyFigure.to_json() per host component (may be unavailable)
+    total_joules: float
+    total_components: list[str]
+    unavailable_components: list[str]
+    requests: int
+    prompt_tokens: int
+    output_tokens: int
+    joules_per_request: float | None
+    joules_per_token: float | None     # total / (prompt + output): the study's figure
+    method: str
+    counter_period_s: float | None
+    reliable: bool
+    idle_subtracted: bool
+    components: dict[str, dict]        # components(): joules, j_per_token, share | unavailable
+    scalars: dict[str, float]          # Attribution.scalars(): flat figures the gate sees
 
 
 @dataclass(frozen=True)
@@ -90,11 +115,11 @@ class Attribution:
                 out[f"energy_{h.component.replace('-', '_')}_j"] = h.joules
         return out
 
-    def record(self) -> dict:
+    def record(self) -> EnergyRecord:
         """The energy record of a run entry in the results JSON (``results.py``): everything of
         :meth:`to_json`, the per-component table (:func:`components`) and the flat
         :meth:`scalars`. One spelling, read by the report as it is."""
-        return {**self.to_json(), "components": components(self), "scalars": self.scalars()}
+        return EnergyRecord(**self.to_json(), components=components(self), scalars=self.scalars())
 
     def to_json(self) -> dict:
         return {
