@@ -67,6 +67,7 @@ class SessionResults:
             **{k: data.get(k) for k in ("workload", "workload_hash", "summary", "scalars", "server_metrics",
                                          "n_ok", "n_failed", "stages", "wall_s") if k in data},
             "energy": energy if energy is not None else data.get("energy"),
+            "samples": _samples(run, data),
             "verdicts": verdicts or [],
             "gate": _gate_word(verdicts or []),
             "extra": extra or {},
@@ -116,6 +117,13 @@ class SessionResults:
                 rows.append(row)
             out.append((bench, tabulate(rows, headers=[c[0] for c in SUMMARY_COLUMNS], tablefmt="simple")))
         return out
+
+
+def _samples(run, data: dict) -> dict[str, list[float]]:
+    """The per-request samples behind ``summary`` (ms, to the microsecond, as baselines keep them):
+    what exports need to give other tools real distributions, not summaries."""
+    raw = run.samples() if hasattr(run, "samples") else data.get("samples") or {}
+    return {name: [round(float(v), 3) for v in values] for name, values in raw.items()}
 
 
 def _gate_word(verdicts: list[dict]) -> str:
