@@ -78,11 +78,14 @@ def write_csv(files: Sequence[ResultsFile], path: Path) -> int:
     return rows
 
 
-def slug(key: tuple[str, ...]) -> str:
-    """A file- and Otava-friendly name of a series key."""
-    text = ".".join(p for p in key if p)
-    text = text.split("::", 1)[-1] if "::" in text else text
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "series"
+def slug(key: tuple[str, str, str, str]) -> str:
+    """A file- and Otava-friendly name of a series key (test, deployment, load, side):
+    ``test_latency.nixl-gpu-pc0.rate=4_s``."""
+    test, deployment, load, side = key
+    short = test.rsplit("::", 1)[-1]
+    parts = [short, "" if deployment in short else deployment, load, side]
+    text = re.sub(r"[^A-Za-z0-9_.=-]+", "_", ".".join(p for p in parts if p).replace("[", ".").replace("]", "."))
+    return re.sub(r"\.{2,}", ".", text).strip("._") or "series"
 
 
 def write_otava(files: Sequence[ResultsFile], out_dir: Path) -> tuple[list[str], list[str]]:
