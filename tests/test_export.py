@@ -183,7 +183,7 @@ def test_compare_lists_every_figure_of_two_exported_runs(tmp_path):
             assert any(row.match(line) for line in lines), (bench["name"], [x for x in lines if bench["name"] in x])
 
 
-def test_example_report_exports_and_compare_lists_it(tmp_path):
+def test_example_report_exports_and_compare_lists_it(tmp_path, capsys):
     out = tmp_path / "x.json"
     assert main(["export", str(EXAMPLE), "--format", "pytest-benchmark", "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
@@ -192,6 +192,8 @@ def test_example_report_exports_and_compare_lists_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     listed = {line.split(" ", 1)[0] for line in proc.stdout.splitlines()}
     assert doc["benchmarks"] and {b["name"] for b in doc["benchmarks"]} <= listed
+    if any(b["extra_info"].get("estimated") for b in doc["benchmarks"]):     # an older file: said so
+        assert "entries come from summaries" in capsys.readouterr().err
 
 
 def test_cli_errors_name_the_file_and_option(tmp_path, capsys):
@@ -307,3 +309,19 @@ def test_transform_covers_every_metric_of_the_table():
             assert shown == f"1/{metric.name}" and how == "reciprocal"
         else:
             assert shown == metric.name and (unit == "s") == (metric.unit == "ms")
+
+
+def test_ops_is_higher_is_better_for_every_figure_as_github_action_benchmark_assumes():
+    """github-action-benchmark's ``tool: 'pytest'`` charts ``stats.ops`` per ``fullname`` and alerts
+    when it falls: a slower, less productive run must lower every entry's ops."""
+    doc = synthetic.sparse()
+    worse = json.loads(json.dumps(doc))
+    for run in worse["runs"]:
+        run["samples"] = {k: [v * 1.3 + 0.1 for v in vals] for k, vals in run["samples"].items()}
+        run["scalars"] = {k: v / 1.3 for k, v in run["scalars"].items()}
+    before, after = (pytest_benchmark_document(from_document(d))[0]["benchmarks"] for d in (doc, worse))
+    assert [b["fullname"] for b in before] == [b["fullname"] for b in after]
+    assert len({b["fullname"] for b in before}) == len(before)
+    for b, a in zip(before, after):
+        assert math.isfinite(b["stats"]["ops"]) and b["stats"]["ops"] > 0
+        assert a["stats"]["ops"] < b["stats"]["ops"], b["fullname"]

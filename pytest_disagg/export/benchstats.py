@@ -5,8 +5,8 @@ numbers it would have computed itself from ``data``: sample standard deviation (
 value), ``statistics.median``, quartiles by the Wikipedia "method 2" (even n: medians of the two
 halves) / "method 3" (odd n: weighted neighbours), Tukey fences at 1.5 IQR for ``iqr_outliers``,
 mean ± one standard deviation for ``stddev_outliers``, ``outliers`` as ``"<stddev>;<iqr>"``,
-``ld15iqr`` the lowest datum at or above the lower fence and ``hd15iqr`` the datum pytest-benchmark
-reports for the upper fence (the first one past it, or the largest value when none is past it),
+``ld15iqr`` / ``hd15iqr`` the lowest / highest datum within the lower / upper fence (Tukey's
+whisker ends; pytest-benchmark before 5.3.1 reported the first datum *past* the upper fence),
 ``ops`` = rounds / total and ``iterations`` = 1 (every sample is one request or one run).
 
 A summary (results files written before samples were stored) gives ``min``, ``max``, ``mean``,
@@ -57,8 +57,7 @@ def from_samples(values: Sequence[float]) -> dict:
         ld, hd = data[0], data[0]
     else:
         ld = ordered[bisect_left(ordered, low)]
-        pos = bisect_right(ordered, high)
-        hd = ordered[-1] if pos == n else ordered[pos]
+        hd = ordered[bisect_right(ordered, high) - 1]   # q3 >= min and iqr >= 0: at least one datum
     total = math.fsum(data)
     return _block(min=ordered[0], max=ordered[-1], mean=mean, stddev=stddev, rounds=n, median=statistics.median(ordered),
                   iqr=iqr, q1=q1, q3=q3, iqr_outliers=iqr_out, stddev_outliers=sd_out, ld15iqr=ld, hd15iqr=hd,

@@ -44,6 +44,11 @@ def cmd_export(args) -> int:
         doc, notes = benchjson.document(files[0], with_data=args.with_data, commit=commit, commit_source=source)
         write_json_atomic(out, doc)
         what = f"{len(doc['benchmarks'])} benchmarks"
+        estimated = sum(1 for b in doc["benchmarks"] if b["extra_info"].get("estimated"))
+        if estimated:
+            print(f"pytest-disagg export: {estimated} entries come from summaries ({args.files[0]} has no per-request "
+                  "samples): min/max/mean/median/stddev exact, quartiles and outlier counts estimated "
+                  "(extra_info.estimated)", file=sys.stderr)
     elif args.format == "csv":
         notes = [n for f in files for n in f.skipped]
         what = f"{series.write_csv(files, out)} rows"
