@@ -46,9 +46,8 @@ OVERRIDE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 # Metrics a preset may report beyond ``metrics.METRICS`` (which names every run and request
-# figure): these two are derived here or still to be added there.
+# figure): this one is a table of figures derived here, not one metric.
 PRESET_METRICS: dict[str, str] = {
-    "prompt_throughput": "prompt tokens per second of the measured phase (the study's prefill throughput)",
     "energy_j_per_token_by_component": "each component's joules / (input + output tokens), and its share",
 }
 STATS = ("mean", "p50", "p90", "p99")   # what a per-request metric is summarised by
@@ -364,9 +363,9 @@ def _metric_problem(entry: Any) -> str | None:
             kind = describe_metric(name).kind
         except MetricError as exc:
             return f"{entry!r}: {exc}; or one of {', '.join(PRESET_METRICS)}"
-    if kind == "request" and stat not in STATS:
+    if kind in ("request", "token") and stat not in STATS:
         return f"{entry!r}: a per-request metric needs a statistic, e.g. {name}:p50 ({', '.join(STATS)})"
-    if kind != "request" and stat:
+    if kind == "run" and stat:
         return f"{entry!r}: {name} is one figure per run; drop ':{stat}'"
     return None
 

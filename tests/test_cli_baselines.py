@@ -94,8 +94,8 @@ def test_diff_shows_the_changed_fields_and_judges_b_against_a(capsys, tree):
     assert "vllm" in out and "0.31.0" in out and "0.32.0" in out
     nixl_tpot = next(line for line in out.splitlines() if "nixl-cpu" in line and "tpot_ms" in line)
     colo_tpot = next(line for line in out.splitlines() if "colocated" in line and "tpot_ms" in line)
-    assert "regression" in nixl_tpot and "+15" in nixl_tpot
-    assert "regression" not in colo_tpot
+    assert "regressed" in nixl_tpot and "+15" in nixl_tpot
+    assert "regressed" not in colo_tpot
     assert "only under" not in out                      # candidates are not part of a diff
 
 

@@ -300,6 +300,12 @@ def test_otava_leaves_out_a_metric_missing_from_some_files(tmp_path, capsys):
     assert header[0] == "time"
 
 
+@pytest.mark.parametrize("unit, inverse", [("tok/s", "s/tok"), ("req/s", "s/req"), ("1/s", "s"), ("1/J", "J"),
+                                           ("J", "1/J"), ("1", "1")])
+def test_reciprocal_units(unit, inverse):
+    assert benchjson.reciprocal_unit(unit) == inverse
+
+
 def test_transform_covers_every_metric_of_the_table():
     from pytest_disagg.metrics import METRICS
 

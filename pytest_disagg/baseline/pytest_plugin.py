@@ -11,7 +11,8 @@ A test calls ``disagg_baseline.check(name, samples=..., scalars=..., config=...,
 a regression fails it with the gate's table. Every result is kept on the item
 (``item.stash[CHECKS_KEY]``) and in ``item.user_properties`` as ``("disagg_baseline", {...})``, so
 a results JSON (and xdist's controller) can carry the verdicts; the terminal summary lists
-regressions, improvements beyond tolerance, candidates and refreshed baselines.
+each compared benchmark's word (regressed, undecided, improved: only "same" is counted, not
+listed), candidates and refreshed baselines.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import pytest
 from . import checker, fingerprint, settings as settings_mod
 from .checker import CheckResult
 from .document import git_commit
-from .metric_info import default_tolerances
+from ..metrics import default_tolerances
 from .store import BaselineError, BaselineStore
 
 # (flag, ini name, metavar, help, ini default)
@@ -197,6 +198,7 @@ class BaselineSummary:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.seen:
             return
+        from .. import verdicts as words
         from .gate import Verdict, format_table
 
         tr = terminalreporter
@@ -205,21 +207,28 @@ class BaselineSummary:
         tr.write_line(f"mode {settings.mode}, directory {_short(settings.directory)}, "
                       f"tolerances {settings_mod.describe_tolerances(settings.tolerances, self._defaults())}, "
                       f"confidence {settings.confidence:g}")
-        quiet = 0
+        same = 0
         for status in ("error", "compared", "refreshed", "mismatch", "candidate"):
             for _nodeid, data in self.seen:
                 if data["status"] != status:
                     continue
                 verdicts = [Verdict.from_json(v) for v in data["verdicts"] if v.get("metric") != "*"]
-                shown = [v for v in verdicts if v.verdict in ("regression", "improvement")]
-                if status == "compared" and not shown:
-                    quiet += 1
+                word = words.normalize(data["word"]) if data.get("word") not in (None, "-") else words.NOT_COMPARED
+                if status == "compared" and word == words.SAME:
+                    same += 1
                     continue
-                tr.write_line(f"{data['word'] if status == 'compared' else status}: {data['message']}")
-                if shown:
-                    tr.write_line(format_table(shown))
-        if quiet:
-            tr.write_line(f"{quiet} benchmark(s) within tolerance of their baselines")
+                if status == "compared":
+                    called = [v for v in verdicts if v.verdict in (words.REGRESSED, words.IMPROVED)]
+                    open_ = sorted(v.metric for v in verdicts if v.verdict == words.UNDECIDED)
+                    tr.write_line(f"{word}: {data['message']}"
+                                  + (f" (undecided: {', '.join(open_)})" if open_ else ""))
+                    if called:
+                        tr.write_line(format_table(called))
+                else:
+                    tr.write_line(f"{status}: {data['message']}")
+        if same:
+            tr.write_line(f"{same} benchmark(s) the same as their baselines (every metric's interval inside "
+                          f"its tolerance)")
 
 
 def _short(path: Path) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import gate
 from .fingerprint import MACHINE_FIELDS, changed_fields, describe_machine
-from .metric_info import default_tolerances
+from ..metrics import default_tolerances
 from .store import BaselineStore, Entry, matches
 
 

@@ -37,11 +37,20 @@ TIME_SCALE = {"ms": 1e-3, "s": 1.0, "us": 1e-6, "ns": 1e-9}
 def transform(metric) -> tuple[str, float, str, str]:
     """(name shown, scale, unit written, transform) for a metric of the metric table."""
     if metric.direction == "higher":
-        unit = f"s/{metric.unit[:-2]}" if metric.unit.endswith("/s") else f"1/({metric.unit})"
-        return f"1/{metric.name}", 1.0, unit, "reciprocal"
+        return f"1/{metric.name}", 1.0, reciprocal_unit(metric.unit), "reciprocal"
     if metric.unit in TIME_SCALE:
         return metric.name, TIME_SCALE[metric.unit], "s", "seconds" if metric.unit != "s" else "none"
     return metric.name, 1.0, metric.unit, "none"
+
+
+def reciprocal_unit(unit: str) -> str:
+    """``tok/s`` → ``s/tok``, ``1/s`` → ``s``, ``J`` → ``1/J``, ``1`` → ``1``."""
+    if unit in ("", "1"):
+        return "1"
+    if "/" in unit:
+        top, bottom = unit.split("/", 1)
+        return bottom if top == "1" else f"{bottom}/{top}"
+    return f"1/{unit}"
 
 
 def entry_names(fig: Figure) -> tuple[str, str]:
@@ -135,4 +144,4 @@ def names(doc: dict) -> Iterable[str]:
     return (b["name"] for b in doc["benchmarks"])
 
 
-__all__ = ["FORMAT_VERSION", "document", "entry_names", "figure_stats", "names", "transform"]
+__all__ = ["FORMAT_VERSION", "document", "entry_names", "figure_stats", "names", "reciprocal_unit", "transform"]

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from pytest_disagg import promparse
+from pytest_disagg import promparse, verdicts
 from pytest_disagg.baseline import gate
 from pytest_disagg.load.sse import DONE, SSEParser, decode_json
 from pytest_disagg.report import synthetic
@@ -70,7 +70,7 @@ def test_gate_compare(benchmark):
     base = rng.lognormal(np.log(40.0), 0.25, 400)
     cur = rng.lognormal(np.log(40.0 * 1.3), 0.25, 400)
     verdict = benchmark(gate.compare, base, cur, "lower", 0.1, metric="ttft_ms", unit="ms")
-    assert verdict.verdict == "regression" and verdict.ratio == pytest.approx(1.3, rel=0.1)
+    assert verdict.verdict == verdicts.REGRESSED and verdict.ratio == pytest.approx(1.3, rel=0.1)
 
 
 def test_results_json_write(benchmark, tmp_path):
