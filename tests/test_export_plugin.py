@@ -59,6 +59,14 @@ def test_nothing_written_without_the_option(pytester):
     assert not list(pytester.path.rglob("*.json"))
 
 
+def test_a_session_without_runs_says_why_nothing_was_written(pytester):
+    pytester.makepyfile(test_plain="def test_nothing():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--disagg-benchmark-json=bench.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["disagg: no pytest-benchmark JSON written to *bench.json: no benchmark run recorded"])
+    assert not (pytester.path / "bench.json").exists()
+
+
 def test_a_directory_is_a_usage_error(pytester):
     (pytester.path / "somedir").mkdir()
     result = pytester.runpytest("-p", "no:cacheprovider", "--disagg-benchmark-json=somedir")

@@ -60,6 +60,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
         results = results_of(config)
         if not results.runs:
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"disagg: no pytest-benchmark JSON written to {path}: no benchmark run recorded")
             return
         document = results.to_json()
         config.hook.pytest_disagg_update_json(config=config, results=document)
