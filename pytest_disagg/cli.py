@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "baselines": "pytest_disagg.baseline.cli",
     "report": "pytest_disagg.report.cli",
+    "export": "pytest_disagg.export.cli",
 }
 
 

@@ -23,6 +23,7 @@ pytest_plugins = [
     "pytest_disagg.energy.pytest_plugin",
     "pytest_disagg.baseline.pytest_plugin",
     "pytest_disagg.load.pytest_plugin",
+    "pytest_disagg.export.pytest_plugin",
 ]
 
 MARKERS = {

@@ -119,6 +119,7 @@ class SessionResults:
             "fingerprint": dict(fingerprint or {}),
             "valid": True,
             "invalid_reasons": [],
+            "samples": _samples(run, data),
             "extra": extra or {},
         }
         if side is not None:
@@ -233,6 +234,15 @@ def upgrade(data: dict) -> dict:
         runs.append(new)
     out["runs"] = runs
     return out
+
+
+def _samples(run, data: dict) -> dict[str, list[float]]:
+    """The per-request samples behind ``summary`` (ms, to the microsecond, as baselines keep them):
+    what exports need to give other tools real distributions, not summaries."""
+    raw = run.samples() if hasattr(run, "samples") else data.get("samples") or {}
+    return {name: [round(float(v), 3) for v in values] for name, values in raw.items()}
+
+
 
 
 def load_results(path: Path) -> dict:

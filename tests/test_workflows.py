@@ -41,3 +41,28 @@ def test_cpu_workflow_runs_readme_test_command():
     command = "pip install tox && tox -e test"
     assert command in _runs(wf) and command in readme
     assert "tox -e test" in (ROOT / ".ci/run").read_text()
+
+
+def test_nightly_gpu_publishes_the_report_and_the_trend_series():
+    wf = yaml.safe_load((ROOT / ".github/workflows/nightly-gpu.yml").read_text())
+    job = wf["jobs"]["gpu-regression"]
+    runs = _runs(wf)
+    assert wf["permissions"]["contents"] == "write"   # gh-pages push and the commit comment
+    report = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")
+              and "report-" in str(s["with"]["path"])]
+    assert report and report[0].get("if") == "always()"
+    trends = [s for s in job["steps"] if s.get("uses", "").startswith("benchmark-action/github-action-benchmark@")]
+    assert {s["with"]["output-file-path"].rsplit("/", 1)[-1] for s in trends} == {"latency-benchmark.json",
+                                                                                  "energy-benchmark.json"}
+    for step in trends:
+        w = step["with"]
+        assert w["tool"] == "pytest" and w["comment-on-alert"] is True
+        assert w["alert-threshold"].endswith("%") and float(w["alert-threshold"][:-1]) > 100
+        assert w["github-token"] == "${{ secrets.GITHUB_TOKEN }}"
+        name = w["output-file-path"].rsplit("/", 1)[-1]
+        # the file the action reads is the one the pytest run writes, and the step runs after a failed gate too
+        assert f'--disagg-benchmark-json="$DISAGG_OUT/{name}"' in runs
+        assert step["if"].startswith("always()") and name in step["if"]
+        assert len({s["with"]["name"] for s in trends}) == len(trends)
+    steps = [s.get("name") for s in job["steps"]]
+    assert all(steps.index(s["name"]) > steps.index("Latency load sweep") for s in trends)
