@@ -23,8 +23,8 @@ CASES = [
     ("tiny-qwen3-cpu", "float32", "auto", 2 * 3 * 2 * 96 * 4),        # head_dim 96, not 256 / 4
     ("tiny-mistral-swa-cpu", "float32", "auto", 2 * 2 * 2 * 32 * 4),  # window 64: per token the same
     ("tiny-qwen3-moe-cpu", "float32", "auto", 2 * 2 * 2 * 32 * 4),
-    ("tiny-deepseek-v2-lite-gpu", "bfloat16", "auto", 3 * (64 + 16) * 2),   # MLA latent
-    ("tiny-deepseek-v2-lite-gpu", "bfloat16", "fp8", 3 * (64 + 16) * 1),
+    ("tiny-deepseek-v2-lite-gpu", "bfloat16", "auto", 3 * (512 + 64) * 2),   # MLA latent, V2-Lite's 512 + 64
+    ("tiny-deepseek-v2-lite-gpu", "bfloat16", "fp8", 3 * (512 + 64) * 1),
     ("tiny-llama-gpu", "bfloat16", "fp8", 2 * 16 * 8 * 128 * 1),
 ]
 

@@ -388,6 +388,10 @@ def equality_property(dc, greedy_reference: GreedyReference, test: str) -> None:
         verdict(dc, spec, greedy_equality_problems(dc.url, dc.model_name, requests, reference, len(requests)), test)
 
     run_property(prop)
+    check = dc.selfcheck or {}
+    print(f"{dc.key}: KV {dc.kv_bytes_per_token} B/token by vLLM (formula {(dc.kv_spec or {}).get('formula_bytes_per_token')}); "
+          f"self-check {'passed' if check.get('passed') else check.get('explanation')}, measured "
+          f"{check.get('measured_kv_bytes_per_token', check.get('external_hit_tokens'))}")
     sensitivity = greedy_reference.context_sensitive
     assert sensitivity is not None and sensitivity.passed, (
         f"{greedy_reference.config.key()}: {sensitivity.explain() if sensitivity else 'never probed'}")
