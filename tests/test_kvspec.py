@@ -83,3 +83,14 @@ def test_formula_applies_only_to_plain_attention():
     assert not resolve_model("tiny-deepseek-v2-lite-gpu").formula_applies
     assert not resolve_model("tiny-mistral-swa-cpu").formula_applies
     assert (MODELS_DIR / "tiny-qwen3-moe-cpu" / "config.json").is_file()
+
+
+def test_equality_models_option():
+    from pytest_disagg.options import parse_equality_models
+
+    assert parse_equality_models(None, "cpu") == ("tiny-qwen3-cpu",) and parse_equality_models("", "cuda") == ()
+    assert parse_equality_models("none", "cpu") == ()
+    assert parse_equality_models("tiny-mistral-swa-cpu, tiny-qwen3-moe-cpu", "cpu") == (
+        "tiny-mistral-swa-cpu", "tiny-qwen3-moe-cpu")
+    with pytest.raises(OptionError, match="--disagg-equality-models: 'no-such-model'"):
+        parse_equality_models("no-such-model", "cpu")
