@@ -37,7 +37,6 @@ import time
 import shutil
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from hypothesis import assume, event, given, note
