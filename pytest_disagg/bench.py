@@ -16,12 +16,16 @@ from .measure import measured_run
 # Fields of a DeploymentConfig that must not split baselines (a test-only injected delay is the
 # change being detected, not a different experiment).
 NOT_SUBJECT = ("proxy_extra_delay_ms", "proxy_fault", "variant")
+DEFAULT_NOT_SUBJECT = {"weights": "dummy", "kv_cache_dtype": "auto"}
 
 
 def subject_config(deployment) -> dict:
     cfg = dataclasses.asdict(deployment.config)
     for key in NOT_SUBJECT:
         cfg.pop(key, None)
+    for key, default in DEFAULT_NOT_SUBJECT.items():   # fields added later: earlier baselines keep their hash
+        if cfg.get(key) == default:
+            cfg.pop(key)
     cfg["medium_definition"] = deployment.medium.describe()
     cfg["dtype"] = deployment.dtype
     return cfg

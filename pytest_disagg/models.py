@@ -1,8 +1,11 @@
-"""Model configs the suite serves with dummy weights, and the KV sizes they imply.
+"""Model configs the suite serves (with dummy weights, or a real tiny checkpoint built by
+``pytest_disagg.checkpoints``), and the plain-attention KV size their shape implies.
 
-Why a module of its own: the proof that KV moved compares transferred bytes with the bytes per
-token that the model's shape implies, so the shape must be read from the very config the servers
-load, not from a second table that could drift.
+The KV bytes per token that the self-check and the properties use come from vLLM itself
+(``pytest_disagg.kvspec``: MLA latents, fp8 caches, sliding windows and hybrid layers are sized as
+the engine sizes them). ``kv_bytes_per_token`` here is kept only as the cross-check for plain
+attention, where both must agree, and as the fallback when vLLM cannot be asked and the formula
+is known to apply (``formula_applies``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ class ModelSpec:
     max_position_embeddings: int
     config_dtype: str
     config_sha256: str
+    formula_applies: bool = True     # plain attention: no MLA latent, no sliding window, no hybrid layers
 
     def kv_bytes_per_token(self, dtype: str) -> int:
         """K and V, every layer, every KV head: 2 × layers × kv_heads × head_dim × bytes."""
@@ -58,6 +62,17 @@ class ModelSpec:
             if not dst.exists():
                 os.symlink(src, dst)
         return directory
+
+
+def plain_attention(cfg: dict) -> bool:
+    """Does 2 × layers × KV heads × head_dim × dtype describe this config's cache? Not for MLA
+    (a latent of kv_lora_rank + qk_rope_head_dim), sliding windows or hybrid (Mamba/linear) layers."""
+    if cfg.get("kv_lora_rank") or cfg.get("use_mla"):
+        return False
+    if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
+        return False
+    kinds = set(cfg.get("layers_block_type") or []) | set(cfg.get("layer_types") or [])
+    return kinds <= {"attention", "full_attention"}
 
 
 def available_models() -> list[str]:
@@ -96,6 +111,7 @@ def resolve_model(name_or_path: str) -> ModelSpec:
             max_position_embeddings=int(cfg.get("max_position_embeddings", 2048)),
             config_dtype=str(cfg.get("torch_dtype", "bfloat16")),
             config_sha256=hashlib.sha256(raw).hexdigest(),
+            formula_applies=plain_attention(cfg),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelConfigError(f"{config_path}: missing or bad field {exc}") from None

@@ -31,6 +31,8 @@ class DisaggOptions:
     max_live: int
     preset: str | None = None
     json_path: Path | None = None
+    kv_cache_dtype: str = "auto"         # vLLM's --kv-cache-dtype for every server
+    equality_models: tuple[str, ...] = ()  # further architectures the equality property runs on
 
     @property
     def default_model(self) -> bool:
@@ -107,6 +109,31 @@ def parse_prefix_caching(value: str | None) -> tuple[bool, ...]:
     return {"both": (False, True), "on": (True,), "off": (False,)}[value]
 
 
+def parse_kv_cache_dtype(value: str | None) -> str:
+    from .kvspec import validate_kv_cache_dtype
+
+    try:
+        return validate_kv_cache_dtype(value)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+
+
+def parse_equality_models(value: str | None, device: str) -> tuple[str, ...]:
+    """Model configs (names or paths) the equality property also runs on; ``none`` for none.
+    Default: one non-Llama architecture on CPU (the CI budget), none on GPU."""
+    if value is None or not value.strip():
+        return ("tiny-qwen3-cpu",) if device == "cpu" else ()
+    if value.strip() == "none":
+        return ()
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    for name in names:
+        try:
+            resolve_model(name)
+        except ModelConfigError as exc:
+            raise OptionError(f"--disagg-equality-models: {name!r}: {exc}") from None
+    return names
+
+
 def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> DisaggOptions:
     """``raw`` maps option names (without the ``--disagg-`` prefix) to strings or None."""
     gpus = parse_gpus(raw.get("gpus"), visible_gpus)
@@ -126,6 +153,8 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
         max_live=parse_positive(raw.get("max_live") or 1, "--disagg-max-live", int),
         preset=(raw.get("preset") or None),
         json_path=Path(json_path) if json_path else None,
+        kv_cache_dtype=parse_kv_cache_dtype(raw.get("kv_cache_dtype")),
+        equality_models=parse_equality_models(raw.get("equality_models"), device),
     )
 
 

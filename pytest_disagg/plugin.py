@@ -48,6 +48,10 @@ OPTIONS = [
     ("--disagg-max-live", "disagg_max_live", "deployments kept running at once (least recently used are stopped)", "1"),
     ("--disagg-preset", "disagg_preset", "a preset of set-ups and workloads (e.g. paper)", None),
     ("--disagg-json", "disagg_json", "write every run's results (config, fingerprint, metrics, energy, verdicts) here", None),
+    ("--disagg-kv-cache-dtype", "disagg_kv_cache_dtype", "vLLM's --kv-cache-dtype for every server "
+     "(auto, float32, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2)", "auto"),
+    ("--disagg-equality-models", "disagg_equality_models", "further model configs (names or paths, comma-separated, "
+     "or none) the greedy-equality property runs on, with real checkpoints (default on CPU: tiny-qwen3-cpu)", None),
 ]
 
 _OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
@@ -99,6 +103,7 @@ def pytest_configure(config):
     config.stash[_PRESET_KEY] = preset
     config.stash[_RESULTS_KEY] = SessionResults(options={
         "device": options.device, "gpus": list(options.gpus), "model": options.model,
+        "kv_cache_dtype": options.kv_cache_dtype,
         "mediums": list(options.mediums) if options.mediums else None,
         "preset": preset.describe() if preset else None,
     })
@@ -159,15 +164,22 @@ def pool_of(config) -> DeploymentPool:
         options = config.stash[_OPTIONS_KEY]
         config.stash[_POOL_KEY] = DeploymentPool(
             config.stash[_REGISTRY_KEY], logs_dir=options.logs_dir, server_timeout_s=options.server_timeout_s,
-            max_live=options.max_live,
+            max_live=options.max_live, cache_dir=session_cache_dir(config),
         )
     return config.stash[_POOL_KEY]
+
+
+def session_cache_dir(config):
+    """Checkpoints and vLLM's KV sizing for this session: under pytest's session temp dir."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    return factory.getbasetemp() / "disagg-cache" if factory is not None else None
 
 
 def make_config(config, medium: str, **overrides) -> DeploymentConfig:
     """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
     options = config.stash[_OPTIONS_KEY]
-    base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus)
+    base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus,
+                kv_cache_dtype=options.kv_cache_dtype)
     if options.device == "cpu":
         base.update(block_size=32)  # the CPU attention backend needs multiples of 32
     base.update(overrides)

@@ -8,9 +8,12 @@ property (3 under the ``ci`` profile, 20 under ``nightly``).
 
 - greedy output through the deployment is token for token the colocated output (reference
   computed one request at a time on a colocated deployment, once per distinct request). This one
-  runs on a context-sensitive variant of the deployment (same shape and medium, a Granite config
-  whose output depends on the whole prompt's KV): with dummy weights the Llama fixtures' output
-  follows the last prompt token only, and equal tokens would prove nothing;
+  runs on a variant of the deployment with real weights (``weights="checkpoint"``: a tiny
+  checkpoint built by transformers with the architecture's own initialisation,
+  ``pytest_disagg.checkpoints``), whose output depends on the whole prompt's KV: with vLLM's dummy
+  weights the output follows the last prompt token only, and equal tokens would prove nothing.
+  The same property runs on further architectures (``--disagg-equality-models``; on CPU by
+  default the Qwen3 fixture with head_dim 96 != hidden / heads) on the nixl and disk mediums;
 - every request completes with exactly the requested number of output tokens;
 - the KV the medium delivered is the prompt's, block for block (NIXL bytes = block-padded
   prompt tokens x KV bytes per token; storage: external hits cover all full blocks but one);
@@ -34,16 +37,17 @@ import time
 import shutil
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from hypothesis import assume, event, given, note
 
 from pytest_disagg import strategies as S
+from pytest_disagg.checkpoints import context_sensitivity
 from pytest_disagg.deploy import DeploymentError, DeploymentPool
 from pytest_disagg.deploy.selfcheck import run_selfcheck
 from pytest_disagg.load import ClientOptions, RequestSpec, RunResult, all_at_once, build_requests, concurrency, run_workload
 from pytest_disagg.models import resolve_model
+from pytest_disagg.plugin import disagg_options_of
 
 pytestmark = pytest.mark.disagg
 
@@ -312,7 +316,7 @@ class GreedyReference:
     def __init__(self, pool, config, get):
         self.pool, self.config, self.get = pool, config, get
         self.cache: dict[tuple, list[int]] = {}
-        self.context_sensitive: bool | None = None
+        self.context_sensitive = None     # a checkpoints.Sensitivity, from the first reference deployment
 
     def outputs(self, requests: list[RequestSpec]) -> list[list[int]]:
         missing = [r for r in requests if self._key(r) not in self.cache]
@@ -336,84 +340,121 @@ class GreedyReference:
         return (r.prompt, r.output_tokens)
 
     @staticmethod
-    def _probe(d) -> bool:
-        """Does the greedy output depend on more than the last prompt token? Three prompts that
-        end in the same token must not all give the same output, or equal tokens could not show
-        that the right KV arrived."""
-        outs = set()
-        for k in range(3):
-            prompt = tuple(3 + (97 * i + 389 * k + 11) % 1900 for i in range(95)) + (500,)
-            ids = complete(d.url, d.model_name, RequestSpec(f"probe{k}", prompt, 4))
-            outs.add(tuple(ids) if isinstance(ids, list) else ids)
-        return len(outs) > 1
+    def _probe(d):
+        """Does the greedy output depend on more than the last prompt token? Prompts that end in
+        the same token must not all give the same output, or equal tokens could not show that the
+        right KV arrived (``checkpoints.context_sensitivity``, asked of the served model)."""
+        return context_sensitivity(lambda prompt, n: complete(d.url, d.model_name, RequestSpec("probe", tuple(prompt), n)),
+                                   d.model.vocab_size)
 
 
-def context_sensitive_variant(model_name: str, directory: Path) -> Path:
-    """The session model's shape as a Granite config whose residual multiplier lets attention
-    dominate the residual stream, so greedy output depends on the whole prompt's KV even with
-    vLLM's dummy weights (every weight U(-1e-3, 1e-3): in the Llama shape attention adds almost
-    nothing to the residual stream and the output follows the last prompt token only). Same
-    layers, heads and dtype: the same KV bytes per token, the same hand-off."""
-    spec = resolve_model(model_name)
-    cfg = json.loads(spec.config_path.read_text())
-    if cfg.get("model_type") != "llama":
-        pytest.skip(f"the context-sensitive variant is built from a Llama config, {model_name} is {cfg.get('model_type')}")
-    cfg.update({"architectures": ["GraniteForCausalLM"], "model_type": "granite", "residual_multiplier": 1e7,
-                "embedding_multiplier": 1.0, "logits_scaling": 1.0,
-                "attention_multiplier": 1.0 / math.sqrt(spec.head_dim)})
-    path = directory / f"{spec.name}-ctx" / "config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cfg, indent=2))
-    return path
+def ctx_variant(config, model: str | None = None):
+    """The deployment config with real weights (a tiny transformers checkpoint of the same
+    config: the same shape, KV bytes per token and hand-off), named ``ctx`` in ids."""
+    changes = {"weights": "checkpoint", "variant": "ctx"}
+    if model is not None:
+        changes.update(model=model, variant=f"ctx-{resolve_model(model).name}")
+    return dataclasses.replace(config, **changes)
 
 
 @pytest.fixture(scope="session")
-def context_sensitive_model(disagg_options, tmp_path_factory) -> Path:
-    """The session model as a context-sensitive variant (config.json path), built once."""
-    return context_sensitive_variant(disagg_options.model, tmp_path_factory.mktemp("ctx-model"))
+def greedy_references(disagg_pool, disagg_config, disagg_get_deployment):
+    """model (None: the session's) -> its GreedyReference: colocated, prefix caching off, real weights."""
+    refs: dict = {}
+
+    def get(model: str | None = None) -> GreedyReference:
+        if model not in refs:
+            refs[model] = GreedyReference(disagg_pool, ctx_variant(disagg_config("colocated", prefix_caching=False), model),
+                                          disagg_get_deployment)
+        return refs[model]
+    return get
 
 
 @pytest.fixture(scope="session")
-def greedy_reference(disagg_pool, disagg_config, disagg_get_deployment, context_sensitive_model) -> GreedyReference:
-    """Colocated, prefix caching off, on the context-sensitive variant of the session model."""
-    config = disagg_config("colocated", prefix_caching=False, model=str(context_sensitive_model), variant="ctx")
-    return GreedyReference(disagg_pool, config, disagg_get_deployment)
+def greedy_reference(greedy_references) -> GreedyReference:
+    return greedy_references()
+
+
+def equality_property(dc, greedy_reference: GreedyReference, test: str) -> None:
+    """Greedy output through ``dc`` equals ``greedy_reference``'s, for drawn workloads; then the
+    reference model must have shown itself context-sensitive."""
+    @S.deployment_settings()
+    @given(spec=small_workloads(dc, arrivals=all_at_once()))
+    def prop(spec):
+        announce(dc, spec)
+        requests = requests_of(dc, spec)
+        reference = greedy_reference.outputs(requests)
+        verdict(dc, spec, greedy_equality_problems(dc.url, dc.model_name, requests, reference, len(requests)), test)
+
+    run_property(prop)
+    check = dc.selfcheck or {}
+    print(f"{dc.key}: KV {dc.kv_bytes_per_token} B/token by vLLM (formula {(dc.kv_spec or {}).get('formula_bytes_per_token')}); "
+          f"self-check {'passed' if check.get('passed') else check.get('explanation')}, measured "
+          f"{check.get('measured_kv_bytes_per_token', check.get('external_hit_tokens'))}")
+    sensitivity = greedy_reference.context_sensitive
+    assert sensitivity is not None and sensitivity.passed, (
+        f"{greedy_reference.config.key()}: {sensitivity.explain() if sensitivity else 'never probed'}")
 
 
 def test_greedy_output_equals_colocated_property(disagg_deployment, disagg_pool, disagg_get_deployment,
-                                                  greedy_reference, context_sensitive_model):
+                                                  greedy_reference):
     """Greedy output through the deployment's medium equals the colocated output, token for token.
 
-    Run on the context-sensitive variant of the deployment (same medium, prefix caching, block
-    size and KV bytes per token; the variant ``ctx`` in its id): with the session's dummy-weight
-    Llama the output depends on the last prompt token only, and equal tokens would prove nothing
-    about the KV that arrived. The variant's deployment is lent an extra pool slot, so the
-    session deployment under test stays up, and is stopped after the property."""
+    Run on the real-weights variant of the deployment (same medium, prefix caching, block size
+    and KV bytes per token; the variant ``ctx`` in its id): with the session's dummy weights the
+    output depends on the last prompt token only, and equal tokens would prove nothing about the
+    KV that arrived. The variant's deployment is lent an extra pool slot, so the session
+    deployment under test stays up, and is stopped after the property."""
     d = disagg_deployment
     require_alive(d)
-    config = dataclasses.replace(d.config, model=str(context_sensitive_model), variant="ctx")
+    config = ctx_variant(d.config)
     disagg_pool.max_live += 1
     try:
         dc = disagg_get_deployment(config)
         require_alive(dc)
-
-        @S.deployment_settings()
-        @given(spec=small_workloads(dc, arrivals=all_at_once()))
-        def prop(spec):
-            announce(dc, spec)
-            requests = requests_of(dc, spec)
-            reference = greedy_reference.outputs(requests)
-            verdict(dc, spec, greedy_equality_problems(dc.url, dc.model_name, requests, reference, len(requests)),
-                    "test_greedy_output_equals_colocated_property")
-
-        run_property(prop)
+        equality_property(dc, greedy_reference, "test_greedy_output_equals_colocated_property")
     finally:
         disagg_pool.max_live -= 1
         if config != greedy_reference.config:
             disagg_pool.release(config)
-    assert greedy_reference.context_sensitive, (
-        f"{greedy_reference.config.key()}: the context-sensitive variant's greedy output depends on the last "
-        "prompt token only; token equality cannot tell a wrong KV cache from the right one")
+
+
+#: Mediums the further architectures run on: one NIXL and one storage hand-off (the CI budget;
+#: the session model covers every medium).
+EQUALITY_MEDIUMS = ("nixl-cpu", "nixl-gpu", "disk")
+
+
+def pytest_generate_tests(metafunc):
+    if "equality_model" in metafunc.fixturenames:
+        models = disagg_options_of(metafunc.config).equality_models
+        metafunc.parametrize("equality_model", list(models) or [None], ids=[resolve_model(m).name for m in models]
+                             or ["none"], scope="session")
+
+
+@pytest.mark.disagg(prefix_caching=[False])
+def test_greedy_equality_other_architectures_property(equality_model, disagg_deployment_config, disagg_pool,
+                                                      disagg_get_deployment, greedy_references):
+    """The equality property on another architecture (``--disagg-equality-models``), with a real
+    checkpoint of it, on the deployment's medium: vLLM's NIXL and storage hand-offs must carry
+    the KV of Qwen3 (head_dim != hidden / heads), sliding-window and MoE models as exactly as a
+    Llama's. Runs on EQUALITY_MEDIUMS with prefix caching off only (the CI budget)."""
+    if equality_model is None:
+        pytest.skip("--disagg-equality-models=none")
+    if disagg_deployment_config.medium not in EQUALITY_MEDIUMS:
+        pytest.skip(f"further architectures run on {', '.join(EQUALITY_MEDIUMS)} only (CI budget); "
+                    f"{disagg_deployment_config.medium} is covered with the session model")
+    reference = greedy_references(equality_model)
+    config = ctx_variant(disagg_deployment_config, equality_model)
+    # An extra slot, as for the session model's variant: the session deployment of this group
+    # (if the pool holds it) is not stopped, so the group's other tests do not restart it.
+    disagg_pool.max_live += 1
+    try:
+        dc = disagg_get_deployment(config)
+        require_alive(dc)
+        equality_property(dc, reference, "test_greedy_equality_other_architectures_property")
+    finally:
+        disagg_pool.max_live -= 1
+        disagg_pool.release(config)
 
 
 # --- exact output length ----------------------------------------------------------------------
@@ -615,8 +656,7 @@ def test_metric_invariants_property(disagg_deployment):
 
 # --- the deliberately corrupted hand-off ------------------------------------------------------
 
-def test_equality_property_catches_a_swapped_kv_handoff(request, disagg_options, disagg_pool, disagg_config,
-                                                         context_sensitive_model):
+def test_equality_property_catches_a_swapped_kv_handoff(request, disagg_options, disagg_pool, disagg_config):
     """Decode is handed the previous request's kv_transfer_params (proxy fault
     ``swap-kv-params``): the equality property must fail, by wrong tokens, not by errors."""
     from pytest_disagg.plugin import unavailable_reason
@@ -626,11 +666,12 @@ def test_equality_property_catches_a_swapped_kv_handoff(request, disagg_options,
     reason = unavailable_reason(request.config, "nixl-cpu")
     if reason:
         pytest.skip(reason)
-    config = disagg_config("nixl-cpu", model=str(context_sensitive_model), proxy_fault="swap-kv-params", variant="fault")
+    config = disagg_config("nixl-cpu", weights="checkpoint", proxy_fault="swap-kv-params", variant="fault")
     # Its own pool, without the self-check (which would reject this deployment before the property
     # could); released, not closed: DeploymentPool.close() ends every child of this process.
     pool = DeploymentPool(disagg_pool.registry, logs_dir=disagg_options.logs_dir,
-                          server_timeout_s=disagg_options.server_timeout_s, max_live=1, selfcheck=False)
+                          server_timeout_s=disagg_options.server_timeout_s, max_live=1, selfcheck=False,
+                          cache_dir=disagg_pool.cache_dir)
     try:
         try:
             d = pool.get(config)

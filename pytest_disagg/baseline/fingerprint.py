@@ -278,12 +278,18 @@ def with_extra(machine: Mapping[str, Any], extra: Mapping[str, Any] | None) -> d
 # --- subject half -------------------------------------------------------------------------------
 
 def subject_info(*, model: Any = None, medium: Any = None, workload: Any = None) -> dict[str, str | None]:
-    """Hashes of the model config, the medium/deployment config and the workload spec."""
-    return {
+    """Hashes of the model config, the medium/deployment config and the workload spec; plus the
+    KV-cache dtype, readable, when the deployment config sets one other than ``auto`` (a quantised
+    KV cache is another experiment; absent otherwise, so earlier subjects keep their hash)."""
+    subject = {
         "model": None if model is None else stable_hash(model),
         "medium": None if medium is None else stable_hash(medium),
         "workload": None if workload is None else stable_hash(workload),
     }
+    kv_cache_dtype = medium.get("kv_cache_dtype") if isinstance(medium, Mapping) else None
+    if kv_cache_dtype not in (None, "auto"):
+        subject["kv_cache_dtype"] = kv_cache_dtype
+    return subject
 
 
 def collect(*, model: Any = None, medium: Any = None, workload: Any = None,

@@ -50,6 +50,8 @@ class DeploymentConfig:
     proxy_extra_delay_ms: float = 0.0    # injected delay (gate power measurement)
     extra_server_args: tuple[str, ...] = ()
     variant: str = ""                    # names a non-standard config in ids ("fault", "slow5pct")
+    weights: str = "dummy"               # "dummy" (--load-format dummy) or "checkpoint" (pytest_disagg.checkpoints)
+    kv_cache_dtype: str = "auto"         # vLLM's --kv-cache-dtype
 
     def key(self) -> str:
         """Readable id for test names and logs; ``digest()`` is what tells configs apart."""
@@ -77,11 +79,12 @@ class Deployment:
     model_name: str
     model: ModelSpec
     dtype: str
-    kv_bytes_per_token: int
+    kv_bytes_per_token: int                   # as vLLM sizes its cache (pytest_disagg.kvspec)
     workdir: Path
     services: dict[str, str] = field(default_factory=dict)
     startup_s: float = 0.0
     selfcheck: dict | None = None
+    kv_spec: dict | None = None               # vLLM's per-layer sizing and the formula's cross-check
 
     @property
     def prefill(self) -> tuple[ServerHandle, ...]:
@@ -104,7 +107,7 @@ class Deployment:
             "key": self.key, "medium": self.medium.describe(), "config": asdict(self.config),
             "url": self.url, "servers": [s.to_json() for s in self.servers], "model": self.model.name,
             "dtype": self.dtype, "kv_bytes_per_token": self.kv_bytes_per_token,
-            "startup_s": self.startup_s, "selfcheck": self.selfcheck,
+            "startup_s": self.startup_s, "selfcheck": self.selfcheck, "kv_spec": self.kv_spec,
         }
 
 
@@ -193,7 +196,7 @@ def _ranges(cores: list[int]) -> str:
 
 class DeploymentPool:
     def __init__(self, registry: MediumRegistry, *, logs_dir: Path | None, server_timeout_s: float = 300.0,
-                 max_live: int = 1, selfcheck: bool = True):
+                 max_live: int = 1, selfcheck: bool = True, cache_dir: Path | None = None):
         self.registry = registry
         self.logs_dir = logs_dir
         self.server_timeout_s = server_timeout_s
@@ -203,6 +206,8 @@ class DeploymentPool:
         self._failed: dict[str, str] = {}
         self.starts: list[dict] = []          # every deployment start, for the summary
         self._tmp = Path(tempfile.mkdtemp(prefix="pytest-disagg-"))
+        # Checkpoints and vLLM's KV sizing, shared by the deployments (and pools) of a session.
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self._tmp / "cache"
 
     def get(self, config: DeploymentConfig) -> Deployment:
         key = config.digest()
@@ -250,9 +255,11 @@ class DeploymentPool:
         workdir = self._tmp / tag
         workdir.mkdir(parents=True, exist_ok=True)
         logs = (self.logs_dir or workdir / "logs")
-        model_dir = model.materialize(workdir / "model")
+        model_dir, load_format = model_directory(model, config, workdir, self.cache_dir)
         stoppers: list = []
         t0 = time.monotonic()
+        kv_probe = start_kv_probe(model_dir, config, dtype, self.cache_dir)   # runs while the servers start
+        stoppers.append(kv_probe.cancel)
         try:
             services = {}
             for name in medium.services:
@@ -280,7 +287,8 @@ class DeploymentPool:
                     kv_transfer_config=setup.kv_transfer_config, env=setup.env, gpu_indices=gpu_sets[i],
                     cpu_cores=cores[i], gpu_memory_utilization=mem_util if config.device == "cuda" else None,
                     block_size=config.block_size, max_num_seqs=config.max_num_seqs,
-                    extra_args=config.extra_server_args,
+                    extra_args=config.extra_server_args, load_format=load_format,
+                    kv_cache_dtype=config.kv_cache_dtype,
                 )
                 suffix = str(i) if len(roles) > 1 and role == "colocated" else ""
                 server = VllmServer(spec, logs / f"{tag}-{role}{suffix}.log")
@@ -297,11 +305,12 @@ class DeploymentPool:
             proxy_url, proxy_stop = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log", ports,
                                                       proxy_ctx)
             stoppers.append(proxy_stop)
+            kv_bytes, kv_spec = kv_probe_result(kv_probe, model, dtype, config.kv_cache_dtype)
             deployment = Deployment(
                 key=key, medium=medium, config=config, url=proxy_url, servers=tuple(handles),
                 model_name=model.name, model=model, dtype=dtype,
-                kv_bytes_per_token=model.kv_bytes_per_token(dtype), workdir=workdir, services=services,
-                startup_s=time.monotonic() - t0,
+                kv_bytes_per_token=kv_bytes, workdir=workdir, services=services,
+                startup_s=time.monotonic() - t0, kv_spec=kv_spec,
             )
             if self.run_selfcheck and medium.disaggregated:
                 from .selfcheck import run_selfcheck
@@ -345,6 +354,49 @@ class DeploymentPool:
             log.close()
 
         return url, stop
+
+
+def model_directory(model: ModelSpec, config: DeploymentConfig, workdir: Path, cache_dir: Path) -> tuple[Path, str]:
+    """The directory the servers load and its ``--load-format``: the config with dummy weights,
+    or a real checkpoint built by transformers (cached per config hash)."""
+    if config.weights == "dummy":
+        return model.materialize(workdir / "model"), "dummy"
+    if config.weights == "checkpoint":
+        from ..checkpoints import CheckpointError, build_checkpoint
+
+        try:
+            return build_checkpoint(model.config_path, cache_dir / "checkpoints"), "auto"
+        except CheckpointError as exc:
+            raise DeploymentError(str(exc)) from None
+    raise DeploymentError(f"weights={config.weights!r}: allowed values are dummy, checkpoint")
+
+
+def start_kv_probe(model_dir: Path, config: DeploymentConfig, dtype: str, cache_dir: Path):
+    from ..kvspec import KVSpecProbe
+
+    return KVSpecProbe([{"model_dir": model_dir, "dtype": dtype, "kv_cache_dtype": config.kv_cache_dtype,
+                         "block_size": config.block_size, "max_model_len": config.max_model_len}],
+                       device=config.device, cache_dir=cache_dir / "kvspec")
+
+
+def kv_probe_result(probe, model: ModelSpec, dtype: str, kv_cache_dtype: str) -> tuple[int, dict]:
+    """vLLM's bytes per token and its sizing (with the formula's cross-check) for the deployment.
+    When vLLM cannot be asked, the formula stands in only where it is known to hold (plain
+    attention, the model's dtype in the cache); otherwise the deployment fails, saying why."""
+    from ..kvspec import KVSpecError, cross_check
+
+    formula = model.kv_bytes_per_token(dtype)
+    try:
+        spec = probe.results()[0]
+    except KVSpecError as exc:
+        if model.formula_applies and kv_cache_dtype == "auto":
+            return formula, {"bytes_per_token": formula, "source": "formula (vLLM's probe failed)",
+                             "probe_error": str(exc), "formula_bytes_per_token": formula}
+        raise DeploymentError(f"no KV bytes per token for {model.name} (kv cache dtype {kv_cache_dtype}): "
+                              f"{exc}") from None
+    disagreement = cross_check(spec, formula)
+    return spec.bytes_per_token, {**spec.to_json(), "formula_bytes_per_token": formula,
+                                  "formula_disagreement": disagreement}
 
 
 def with_overrides(config: DeploymentConfig, **changes) -> DeploymentConfig:

@@ -5,7 +5,9 @@ correctly — and measures the wrong thing. So each deployment, once started, se
 prompts and reads the decode server's own counters:
 
 - ``nixl_bytes``: bytes transferred / block-padded prompt tokens must equal the model's KV bytes
-  per token (2 × layers × kv_heads × head_dim × dtype size) exactly;
+  per token exactly -- as the installed vLLM sizes its cache for this model, dtype and
+  ``--kv-cache-dtype`` (``pytest_disagg.kvspec``: MLA latents, fp8, sliding-window and hybrid
+  layers included), not as a formula guesses it;
 - ``external_hits``: the decode server's external-cache hits must cover the prompts' full blocks;
 - for both: the decode server computed (almost) none of the prompt itself
   (``vllm:prompt_tokens_by_source_total{source="local_compute"}``).
@@ -53,6 +55,10 @@ def run_selfcheck(deployment, prompt_lengths=PROMPT_LENGTHS, seed: int | None = 
             return _verdict(False, f"a self-check request did not complete: {answer}", {})
     after = decode.scrape_metrics()
     verdict = evaluate(before, after, list(prompt_lengths), deployment.medium.evidence, deployment.kv_bytes_per_token)
+    spec = getattr(deployment, "kv_spec", None) or {}
+    verdict["kv_bytes_source"] = spec.get("source")
+    if spec.get("formula_bytes_per_token") is not None:
+        verdict["formula_kv_bytes_per_token"] = spec["formula_bytes_per_token"]
     barrier = _proxy_stats(deployment.url).get("store_barrier")
     if barrier is not None:   # how the waits for asynchronous stores ended (storebarrier)
         verdict["store_barrier"] = barrier
@@ -96,7 +102,7 @@ def evaluate(before: str, after: str, prompt_lengths: list[int], evidence: str, 
         elif abs(per_token - kv_bytes_per_token) > 1e-6 * kv_bytes_per_token:
             problems.append(
                 f"moved {moved:.0f} B for {padded} block-padded prompt tokens = {per_token:.1f} B/token, "
-                f"expected {kv_bytes_per_token} B/token from the model's shape")
+                f"expected {kv_bytes_per_token} B/token as vLLM sizes this model's KV cache")
     elif evidence == "external_hits":
         hits = delta("vllm:external_prefix_cache_hits_total")
         full_blocks = sum((n // block) * block for n in prompt_lengths)

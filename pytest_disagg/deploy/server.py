@@ -103,16 +103,20 @@ class ServerSpec:
     block_size: int | None = None
     max_num_seqs: int | None = None
     extra_args: tuple[str, ...] = ()
+    load_format: str = "dummy"             # "auto": real weights (a checkpoint from pytest_disagg.checkpoints)
+    kv_cache_dtype: str = "auto"
 
     def command(self, port: int) -> list[str]:
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--host", "127.0.0.1", "--port", str(port),
             "--model", str(self.model_dir), "--served-model-name", self.served_name,
-            "--load-format", "dummy", "--dtype", self.dtype, "--enforce-eager",
+            "--load-format", self.load_format, "--dtype", self.dtype, "--enforce-eager",
             "--max-model-len", str(self.max_model_len),
             "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
         ]
+        if self.kv_cache_dtype != "auto":
+            cmd += ["--kv-cache-dtype", self.kv_cache_dtype]
         if self.kv_transfer_config is not None:
             cmd += ["--kv-transfer-config", json.dumps(self.kv_transfer_config, sort_keys=True)]
         if self.gpu_memory_utilization is not None:
