@@ -41,7 +41,16 @@ class Bench:
 
     def run(self, deployment, spec, *, benchmark: str, load: str, name: str | None = None,
             extra: dict | None = None, gate: bool = True):
-        """Returns (RunResult, results entry)."""
+        """Returns (RunResult, results entry); with ``--disagg-ab``, side A's last round, not gated."""
+        from .ab.pytest_plugin import ab_session
+
+        session = ab_session(self.request.config)
+        if session is not None:
+            from .ab.runner import run_ab
+            from .plugin import pool_of
+
+            return run_ab(self, deployment, spec, session=session, pool=pool_of(self.request.config),
+                          benchmark=benchmark, load=load, name=name or f"{benchmark}[{load}]", extra=extra)
         run = measured_run(deployment, spec, meter=self.meter)
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra)

@@ -103,10 +103,11 @@ class ServerSpec:
     block_size: int | None = None
     max_num_seqs: int | None = None
     extra_args: tuple[str, ...] = ()
+    python: str | None = None              # another interpreter (A/B side B); None: this one
 
     def command(self, port: int) -> list[str]:
         cmd = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            self.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--host", "127.0.0.1", "--port", str(port),
             "--model", str(self.model_dir), "--served-model-name", self.served_name,
             "--load-format", "dummy", "--dtype", self.dtype, "--enforce-eager",
