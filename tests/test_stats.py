@@ -1,0 +1,132 @@
+"""The statistics module: intervals cover what they should, ratios, clusters, change points."""
+import numpy as np
+import pytest
+
+from pytest_disagg import stats
+
+
+def test_bootstrap_ci_median_matches_index_resampling():
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(3, 0.4, 301)
+    exact = stats.bootstrap_ci(x, "median", resamples=4000, seed=1)
+    brute = stats.bootstrap_ci(x, lambda a: np.median(a, axis=1), resamples=4000, seed=1)
+    assert exact.value == pytest.approx(np.median(x))
+    assert exact.lo == pytest.approx(brute.lo, rel=0.03) and exact.hi == pytest.approx(brute.hi, rel=0.03)
+    assert exact.lo < exact.value < exact.hi
+
+
+def test_bootstrap_ci_of_mean_and_percentile_and_errors():
+    x = np.arange(1.0, 201.0)
+    mean = stats.bootstrap_ci(x, "mean", seed=2)
+    assert mean.lo < 100.5 < mean.hi
+    p90 = stats.bootstrap_ci(x, 90, seed=2)
+    assert p90.value == pytest.approx(np.quantile(x, 0.9)) and p90.lo < p90.value <= p90.hi
+    with pytest.raises(stats.StatsError, match="NaN"):
+        stats.bootstrap_ci([1.0, float("nan")])
+    with pytest.raises(stats.StatsError, match="no samples"):
+        stats.bootstrap_ci([])
+    with pytest.raises(stats.StatsError, match="confidence"):
+        stats.bootstrap_ci(x, confidence=1.0)
+    with pytest.raises(stats.StatsError, match="statistic"):
+        stats.bootstrap_ci(x, "mode")
+
+
+def test_median_ci_coverage_near_nominal():
+    """Over many samples of a known distribution, the 90 % interval holds the true median ~90 % of the time."""
+    rng = np.random.default_rng(7)
+    hits = sum(lo <= 1.0 <= hi for lo, hi in (stats.median_ci(rng.lognormal(0, 0.5, 61), 0.9, 1000, seed=s)
+                                               for s in range(300)))
+    assert 0.83 <= hits / 300 <= 0.96
+
+
+def test_ratio_of_medians_finds_a_known_ratio():
+    rng = np.random.default_rng(0)
+    a = rng.lognormal(2, 0.2, 400)
+    r, lo, hi = stats.ratio_of_medians(a, a * 1.2, confidence=0.99)
+    assert r == pytest.approx(1.2) and lo < 1.2 < hi + 1e-9
+    r, lo, hi = stats.ratio_of_medians(a, rng.lognormal(2, 0.2, 400) * 1.2)
+    assert lo < 1.2 < hi
+    with pytest.raises(stats.StatsError, match="positive"):
+        stats.ratio_of_medians([0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+
+
+def test_effective_n_widens_the_interval():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(10, 1, 2000), rng.normal(10, 1, 2000)
+    _, lo_all, hi_all = stats.ratio_of_medians(a, b)
+    _, lo_few, hi_few = stats.ratio_of_medians(a, b, effective_n=(50, 50))
+    assert hi_few - lo_few > 4 * (hi_all - lo_all)
+
+
+def test_weighted_median_equals_the_pooled_median():
+    rng = np.random.default_rng(5)
+    rounds = [rng.normal(10, 2, n) for n in (7, 8, 9)]
+    values, ids = stats._pooled(rounds, "A")
+    for counts in ([1, 1, 1], [2, 0, 1], [0, 3, 0], [1, 2, 0]):
+        pooled = np.concatenate([np.tile(r, k) for r, k in zip(rounds, counts)])
+        got = stats._weighted_medians(values, ids, np.array([counts]))[0]
+        assert got == pytest.approx(np.median(pooled))
+
+
+def test_clustered_ratio_is_wider_than_request_level_when_rounds_drift():
+    """Each round (deployment) has its own level: resampling rounds shows the between-round spread
+    that resampling requests hides."""
+    rng = np.random.default_rng(11)
+    a = [rng.normal(100, 5, 40) * rng.uniform(0.85, 1.15) for _ in range(8)]
+    b = [rng.normal(100, 5, 40) * rng.uniform(0.85, 1.15) for _ in range(8)]
+    _, clo, chi = stats.clustered_ratio_of_medians(a, b, paired=False)
+    _, rlo, rhi = stats.ratio_of_medians(np.concatenate(a), np.concatenate(b))
+    assert chi - clo > 2 * (rhi - rlo)
+
+
+def test_paired_rounds_cancel_shared_drift():
+    rng = np.random.default_rng(12)
+    levels = rng.uniform(0.8, 1.2, 6)
+    a = [rng.normal(100, 3, 30) * lv for lv in levels]
+    b = [rng.normal(105, 3, 30) * lv for lv in levels]
+    r, lo, hi = stats.clustered_ratio_of_medians(a, b, confidence=0.99)
+    assert lo < 1.05 < hi and lo > 1.0
+    _, ulo, uhi = stats.clustered_ratio_of_medians(a, b, paired=False, confidence=0.99)
+    assert uhi - ulo > hi - lo
+    with pytest.raises(stats.StatsError, match="paired"):
+        stats.clustered_ratio_of_medians(a, b[:3], paired=True)
+    with pytest.raises(stats.StatsError, match="no rounds"):
+        stats.clustered_ratio_of_medians([], b)
+
+
+def test_summaries_and_quantile_names():
+    s = stats.summarize([1.0, 2.0, 3.0, 4.0])
+    assert s["n"] == 4 and s["p50"] == 2.5 and s["ci"]["p50"][0] <= 2.5 <= s["ci"]["p50"][1]
+    assert stats.summarize([]) == {"n": 0}
+    assert stats.qname(99.9) == "p99_9"
+
+
+def test_crossing_ci_finds_the_crossing():
+    rng = np.random.default_rng(4)
+    xs = [1.0, 2.0, 3.0, 4.0]
+    first = [rng.normal(m, 1, 80) for m in (10, 11, 14, 18)]
+    second = [rng.normal(12, 1, 80) for _ in xs]
+    out = stats.crossing_ci(first, second, xs)
+    assert 2.0 < out["point"] < 3.0 and out["p_cross"] > 0.95 and out["ci_low"] <= out["point"] <= out["ci_high"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_change_point_at_a_known_step(seed):
+    rng = np.random.default_rng(seed)
+    series = np.r_[rng.normal(100, 4, 25), rng.normal(112, 4, 20)]
+    points = stats.change_points(series)
+    assert len(points) == 1
+    assert abs(points[0].index - 25) <= 2
+    assert points[0].change == pytest.approx(0.12, abs=0.04)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_no_change_point_in_flat_noise(seed):
+    rng = np.random.default_rng(100 + seed)
+    assert stats.change_points(rng.normal(100, 8, 60)) == []
+
+
+def test_change_points_short_and_bad_input():
+    assert stats.change_points([1.0, 2.0]) == []
+    with pytest.raises(stats.StatsError, match="max_pvalue"):
+        stats.change_points([1.0] * 10, max_pvalue=0)
