@@ -56,6 +56,13 @@ PLAN = {  # medium -> sessions, rounds per session, requests per round, rate (re
     "colocated": {"sessions": 2, "rounds": 8, "requests": 24, "rate": 4.0},
     "nixl-cpu": {"sessions": 2, "rounds": 6, "requests": 12, "rate": 1.0},
 }
+# On a GPU (``--device cuda``): tiny-llama-gpu, the three deployments of a session share the GPUs
+# (a quarter of the memory each), one session per command so that a command fits in 10 minutes.
+GPU_PLAN = {
+    "colocated": {"sessions": 1, "rounds": 10, "requests": 40, "rate": 8.0},
+    "nixl-gpu": {"sessions": 1, "rounds": 8, "requests": 40, "rate": 4.0},
+}
+GPU_MEMORY_SHARE = 0.25
 
 
 class SamplesFileError(ValueError):
@@ -64,7 +71,8 @@ class SamplesFileError(ValueError):
 
 # --- (a) collection -------------------------------------------------------------------------------
 
-def collect(out: Path, mediums: list[str], plan: dict = PLAN) -> dict:
+def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "cpu", gpus: tuple[int, ...] = (),
+            first_session: int = 0) -> dict:
     from pytest_disagg.baseline.fingerprint import machine_info
     from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
     from pytest_disagg.load import WorkloadSpec, fixed, poisson, run_workload
@@ -98,10 +106,15 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN) -> dict:
     try:
         for medium in mediums:
             p = plan[medium]
-            base = dict(medium=medium, model="tiny-llama-cpu", device="cpu", block_size=32, prefix_caching=False)
+            if device == "cpu":
+                base = dict(medium=medium, model="tiny-llama-cpu", device="cpu", block_size=32, prefix_caching=False)
+            else:
+                base = dict(medium=medium, model="tiny-llama-gpu", device="cuda", gpus=gpus, prefix_caching=False,
+                            gpu_memory_utilization=GPU_MEMORY_SHARE / (1 if medium == "colocated" or len(gpus) > 1
+                                                                       else 2))
             entry = {"plan": p, "config": asdict(DeploymentConfig(**base)), "rounds": [], "sessions": []}
             doc["mediums"][medium] = entry
-            for s in range(p["sessions"]):
+            for s in range(first_session, first_session + p["sessions"]):
                 a1 = DeploymentConfig(**base, variant=f"s{s}a1")
                 a2 = DeploymentConfig(**base, variant=f"s{s}a2")
                 calib = one_round(a1, p, "A1", s, -1)        # sets the +5 % delay; not a measured round
@@ -125,6 +138,24 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN) -> dict:
 
 
 # --- (b) statistics on saved rounds ---------------------------------------------------------------
+
+def load_all(paths: list[Path]) -> dict:
+    """Several samples files as one: a medium's rounds and sessions from every file (sessions must
+    not repeat: collect later files with ``--first-session``)."""
+    docs = [load_samples(p) for p in paths]
+    out = {**docs[0], "mediums": {}}
+    for doc, path in zip(docs, paths):
+        for name, entry in doc["mediums"].items():
+            have = out["mediums"].setdefault(name, {**entry, "rounds": [], "sessions": []})
+            seen = {r["session"] for r in have["rounds"]}
+            clash = seen & {r["session"] for r in entry["rounds"]}
+            if clash:
+                raise SamplesFileError(f"{path}: {name} session {min(clash)} is also in an earlier samples file "
+                                       f"(collect with --first-session)")
+            have["rounds"] += entry["rounds"]
+            have["sessions"] += entry.get("sessions", [])
+    return out
+
 
 def load_samples(path: Path) -> dict:
     from pytest_disagg.baseline.jsonfmt import read_json
@@ -242,7 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     from pytest_disagg.ab.options import DEFAULT_MAX_ROUNDS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=Path, help="statistics only, from a samples file written by a collection")
+    ap.add_argument("--samples", type=Path, nargs="+", help="statistics only, from samples file(s) written by a "
+                                                            "collection (sessions of several files are combined)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="collect: cpu (default) or cuda")
+    ap.add_argument("--gpus", default="0", help="collect on cuda: GPU indices (default 0)")
+    ap.add_argument("--first-session", type=int, default=0, help="collect: number of the first session (to combine "
+                                                                 "files of several commands)")
+    ap.add_argument("--sessions", type=int, help="collect: sessions per medium (default: the plan's)")
+    ap.add_argument("--rounds", type=int, help="collect: rounds per session (default: the plan's)")
     ap.add_argument("--collect-to", type=Path, default=Path("ab-power-samples.json"),
                     help="where the collection writes its rounds (default ab-power-samples.json)")
     ap.add_argument("--mediums", default="colocated,nixl-cpu", help="collect: mediums (default colocated,nixl-cpu)")
@@ -252,16 +290,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     if args.samples is None:
+        plan = {k: dict(v) for k, v in (PLAN if args.device == "cpu" else GPU_PLAN).items()}
         mediums = [m.strip() for m in args.mediums.split(",") if m.strip()]
-        unknown = [m for m in mediums if m not in PLAN]
+        if args.device == "cuda" and args.mediums == "colocated,nixl-cpu":
+            mediums = ["colocated"]
+        unknown = [m for m in mediums if m not in plan]
         if unknown:
-            ap.error(f"--mediums: no collection plan for {unknown[0]!r}; known: {', '.join(PLAN)}")
-        collect(args.collect_to, mediums)
-        path = args.collect_to
+            ap.error(f"--mediums: no {args.device} collection plan for {unknown[0]!r}; known: {', '.join(plan)}")
+        for m in mediums:
+            for key in ("sessions", "rounds"):
+                if getattr(args, key) is not None:
+                    plan[m][key] = getattr(args, key)
+        try:
+            gpus = tuple(int(g) for g in args.gpus.split(",")) if args.device == "cuda" else ()
+        except ValueError:
+            ap.error(f"--gpus={args.gpus!r}: give GPU indices like 0 or 0,1")
+        collect(args.collect_to, mediums, plan, device=args.device, gpus=gpus, first_session=args.first_session)
+        paths = [args.collect_to]
     else:
-        path = args.samples
+        paths = args.samples
     try:
-        data = load_samples(path)
+        data = load_all(paths)
     except SamplesFileError as exc:
         print(f"ab_power: {exc}", file=sys.stderr)
         return 2

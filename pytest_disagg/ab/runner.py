@@ -48,10 +48,13 @@ class ABSession:
             return {"python": sys.executable, "env": {}, "server_args": []}
         return {"python": o.python or sys.executable, "env": dict(o.env), "server_args": list(o.server_args)}
 
-    def to_json(self) -> dict:
-        return {"options": self.options.describe(),
-                "sides": {s: {**self.describe_side(s), "fingerprint": self.fingerprints.get(s, {})} for s in "AB"},
-                "pairs": self.pairs, "verdict": words.worst([p["verdict"] for p in self.pairs])}
+    def setup_json(self) -> dict:
+        """What the session compared (the results JSON's ``options.ab``): options, both sides."""
+        return {**self.options.describe(),
+                "sides": {s: {**self.describe_side(s), "fingerprint": self.fingerprints.get(s, {})} for s in "AB"}}
+
+    def verdict(self) -> str:
+        return words.worst([p["verdict"] for p in self.pairs])
 
 
 def round_figures(run) -> dict[str, list[float]]:
@@ -98,16 +101,29 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
                 pool.release(cfg[side])
         if seq.look():
             break
-    pair = {"benchmark": benchmark, "name": name, "test": bench.request.node.nodeid, "load": load,
-            "deployment": {"A": keys.get("A"), "B": keys.get("B")}, "rounds": seq.rounds, "fresh": fresh,
-            "looks": list(seq.looks), "runs": indices,
-            "verdicts": {m: v.to_json() for m, v in seq.verdicts.items()},
-            "verdict": words.worst([v.verdict for v in seq.verdicts.values()])}
-    session.pairs.append(pair)
-    if pair["verdict"] == words.REGRESSED:
+    sides_of = {"A": [i for i in indices if results.runs[i].get("side") == "A"],
+                "B": [i for i in indices if results.runs[i].get("side") == "B"]}
+    pairs = [pair_entry(v, benchmark=benchmark, name=name, test=bench.request.node.nodeid, load=load, keys=keys,
+                        runs=sides_of, fresh=fresh, looks=seq.looks, session=session) for v in seq.verdicts.values()]
+    session.pairs += pairs
+    worst = words.worst([p["verdict"] for p in pairs])
+    if worst == words.REGRESSED:
         import pytest
 
         bad = ", ".join(f"{m} B/A {v.ratio:.3f} [{v.lo:.3f}, {v.hi:.3f}]" for m, v in seq.verdicts.items()
                         if v.verdict == words.REGRESSED)
         pytest.fail(f"A/B {name} on {keys.get('A')}: B regressed after {seq.rounds} rounds: {bad}", pytrace=False)
     return last["A"]
+
+
+def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, session) -> dict:
+    """One metric's A/B comparison in the results JSON's ``ab`` list (shape: ``results.py``)."""
+    from .decide import CONFIDENCE, SAME_BAND
+
+    return {"benchmark": benchmark, "name": name, "test": test, "load": load, "deployment": keys.get("A"),
+            "deployment_b": keys.get("B"), "metric": v.metric, "direction": v.direction, "rounds": v.rounds,
+            "a_runs": runs["A"], "b_runs": runs["B"], "ratio": v.ratio,
+            "ci": None if v.lo is None else [v.lo, v.hi], "confidence": CONFIDENCE, "tolerance": SAME_BAND,
+            "p": v.p, "level": v.level, "a_median": v.a_median, "b_median": v.b_median, "reason": v.reason,
+            "verdict": v.verdict, "fresh": fresh, "looks": list(looks),
+            "fingerprint_a": session.fingerprints.get("A", {}), "fingerprint_b": session.fingerprints.get("B", {})}

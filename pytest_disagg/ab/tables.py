@@ -1,6 +1,8 @@
 """A beside B as text: one row per decided metric of every A/B pair (terminal and report)."""
 from __future__ import annotations
 
+from .. import verdicts as words
+
 HEADERS = ["benchmark", "load", "set-up", "metric", "A median", "B median", "B/A", "interval", "p", "rounds",
            "verdict"]
 
@@ -12,35 +14,37 @@ def _num(x, fmt: str) -> str:
 def pair_rows(pairs: list[dict]) -> list[list[str]]:
     rows = []
     for p in pairs:
-        for metric, v in p["verdicts"].items():
-            interval = "-" if v.get("lo") is None else f"[{v['lo']:.3f}, {v['hi']:.3f}]"
-            rows.append([p["benchmark"], p["load"], p["deployment"]["A"], metric, _num(v.get("a_median"), "{:.2f}"),
-                         _num(v.get("b_median"), "{:.2f}"), _num(v.get("ratio"), "{:.3f}"), interval,
-                         _num(v.get("p"), "{:.2g}"), str(v.get("rounds")), v["verdict"]])
+        ci = p.get("ci")
+        interval = "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        rows.append([p["benchmark"], p["load"], p["deployment"], p["metric"], _num(p.get("a_median"), "{:.2f}"),
+                     _num(p.get("b_median"), "{:.2f}"), _num(p.get("ratio"), "{:.3f}"), interval,
+                     _num(p.get("p"), "{:.2g}"), str(p.get("rounds")), p["verdict"]])
     return rows
 
 
-def ab_table(ab: dict, tablefmt: str = "simple") -> str:
+def side_line(setup: dict, side: str) -> str:
+    info = setup.get("sides", {}).get(side, {})
+    fp = info.get("fingerprint") or {}
+    change = " ".join(info.get("server_args") or []) + " ".join(f"{k}={v}" for k, v in (info.get("env") or {}).items())
+    return (f"side {side}: {info.get('python')} vLLM {fp.get('vllm')} torch {fp.get('torch')} nixl {fp.get('nixl')} "
+            f"lmcache {fp.get('lmcache')}" + (f" [{change.strip()}]" if change.strip() else ""))
+
+
+def ab_table(setup: dict, pairs: list[dict], tablefmt: str = "simple") -> str:
+    """Terminal text: one line per side, then one row per decided metric."""
     from tabulate import tabulate
 
-    sides = ab.get("sides", {})
-    head = []
-    for s in "AB":
-        info = sides.get(s, {})
-        fp = info.get("fingerprint") or {}
-        extra = " ".join(info.get("server_args") or []) + " ".join(f"{k}={v}" for k, v in (info.get("env") or {}).items())
-        head.append(f"side {s}: {info.get('python')} vLLM {fp.get('vllm')} torch {fp.get('torch')} "
-                    f"nixl {fp.get('nixl')} lmcache {fp.get('lmcache')}" + (f" [{extra.strip()}]" if extra.strip() else ""))
-    table = tabulate(pair_rows(ab.get("pairs", [])), headers=HEADERS, tablefmt=tablefmt)
-    return "\n".join(head) + "\n" + table + f"\nA/B verdict: {ab.get('verdict')}"
+    table = tabulate(pair_rows(pairs), headers=HEADERS, tablefmt=tablefmt)
+    return "\n".join([side_line(setup, "A"), side_line(setup, "B"), table,
+                      f"A/B verdict: {words.worst([p['verdict'] for p in pairs])}"])
 
 
 SIDE_FIELDS = ("python", "interpreter", "vllm", "torch", "nixl", "lmcache", "cuda", "driver", "gpu", "cpu")
 
 
-def sides_rows(ab: dict) -> list[list[str]]:
+def sides_rows(setup: dict) -> list[list[str]]:
     """Field | side A | side B: the software of each side, then what B changes."""
-    sides = ab.get("sides", {})
+    sides = setup.get("sides", {})
     rows = [["interpreter"] + [str(sides.get(s, {}).get("python")) for s in "AB"]]
     for name in SIDE_FIELDS[2:]:
         values = [(sides.get(s, {}).get("fingerprint") or {}).get(name) for s in "AB"]
@@ -54,13 +58,12 @@ def sides_rows(ab: dict) -> list[list[str]]:
     return rows
 
 
-def ab_markdown(ab: dict) -> str:
+def ab_markdown(setup: dict, pairs: list[dict]) -> str:
     """The report's A/B section: both sides' software side by side, then every verdict."""
     from tabulate import tabulate
 
-    o = ab.get("options", {})
-    return (tabulate(sides_rows(ab), headers=["", "side A", "side B"], tablefmt="github") + "\n\n"
-            + tabulate(pair_rows(ab.get("pairs", [])), headers=HEADERS, tablefmt="github") + "\n\n"
-            + f"Overall: **{ab.get('verdict')}**. B/A: ratio of pooled medians, interval: "
+    return (tabulate(sides_rows(setup), headers=["", "side A", "side B"], tablefmt="github") + "\n\n"
+            + tabulate(pair_rows(pairs), headers=HEADERS, tablefmt="github") + "\n\n"
+            + f"Overall: **{words.worst([p['verdict'] for p in pairs])}**. B/A: ratio of pooled medians; interval: "
             f"99 % bootstrap over whole rounds (paired); p: min(Mann-Whitney, KS) over round medians; "
-            f"looks at rounds {o.get('looks')}, fresh deployments per round: {o.get('fresh')}.")
+            f"looks at rounds {setup.get('looks')}; fresh deployments per round: {setup.get('fresh')}.")

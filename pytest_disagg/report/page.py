@@ -248,10 +248,10 @@ def _ab_section(data: Mapping[str, Any]) -> Section:
     from ..ab.tables import ab_markdown
 
     section = Section("A/B: side A beside side B")
-    if not (data.get("ab") or {}).get("pairs"):
+    if not data.get("ab"):
         section.missing = "not an A/B session (`pytest --disagg-ab=PYTHON` or `--disagg-ab=same --disagg-ab-env=...`)"
         return section
-    section.blocks.append(ab_markdown(data["ab"]))
+    section.blocks.append(ab_markdown((data.get("options") or {}).get("ab") or {}, data["ab"]))
     return section
 
 
