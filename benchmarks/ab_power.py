@@ -22,6 +22,14 @@ measures how often that rule is wrong, on rounds measured on real deployments of
 
 Last line exactly ``ab_power_5pct=<x> ab_false_alarm=<y> rounds=<n>`` (worst medium of each; n =
 the default ``--disagg-ab-max-rounds``).
+
+Usage::
+
+    python benchmarks/ab_power.py                                  # collect on CPU (~25 min), then statistics
+    python benchmarks/ab_power.py --samples ab-power-samples.json  # statistics only
+    python benchmarks/ab_power.py --device cuda --gpus 0 --collect-to s0.json              # one GPU session
+    python benchmarks/ab_power.py --device cuda --gpus 0 --first-session 1 --collect-to s1.json
+    python benchmarks/ab_power.py --samples s0.json s1.json                                # both sessions
 """
 from __future__ import annotations
 
@@ -59,8 +67,8 @@ PLAN = {  # medium -> sessions, rounds per session, requests per round, rate (re
 # On a GPU (``--device cuda``): tiny-llama-gpu, the three deployments of a session share the GPUs
 # (a quarter of the memory each), one session per command so that a command fits in 10 minutes.
 GPU_PLAN = {
-    "colocated": {"sessions": 1, "rounds": 12, "requests": 32, "rate": 8.0},
-    "nixl-gpu": {"sessions": 1, "rounds": 12, "requests": 32, "rate": 4.0},
+    "colocated": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 8.0},
+    "nixl-gpu": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 4.0},
 }
 GPU_MEMORY_SHARE = 0.25
 

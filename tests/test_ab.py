@@ -294,3 +294,45 @@ def test_options_have_ini_twins_and_bad_values_are_usage_errors(pytester, tmp_pa
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--disagg-ab-max-rounds=2: at least 8*"])
+
+
+# --- benchmarks/ab_power.py on saved rounds ---------------------------------------------------------
+
+def _ab_power():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ab_power.py"
+    spec = importlib.util.spec_from_file_location("ab_power_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic_samples(path, shift: float, rounds: int = 12, sessions: int = 1):
+    import json
+
+    rng = np.random.default_rng(2)
+    data = []
+    for s in range(sessions):
+        for r in range(rounds):
+            for side, factor in (("A1", 1.0), ("A2", 1.0), ("B", 1.0 + shift)):
+                data.append({"side": side, "session": s, "round": r,
+                             "samples": {"ttft_ms": list(rng.lognormal(np.log(20 * factor), 0.05, 24))}})
+    doc = {"schema": _ab_power().SAMPLES_SCHEMA, "mediums": {"colocated": {"rounds": data, "sessions": []}}}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_ab_power_statistics_from_samples(tmp_path, capsys):
+    ab_power = _ab_power()
+    assert ab_power.main(["--samples", str(synthetic_samples(tmp_path / "s.json", 0.2)), "--reps", "10"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "ab_power_5pct=1.000 ab_false_alarm=0.000 rounds=12"
+
+
+def test_ab_power_refuses_a_file_that_is_not_its_samples(tmp_path, capsys):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": "something else"}')
+    assert _ab_power().main(["--samples", str(bad)]) == 2
+    assert "not an ab-power samples file" in capsys.readouterr().err
