@@ -67,7 +67,7 @@ from pytest_disagg.baseline.jsonfmt import read_json  # noqa: E402
 from pytest_disagg.sweep import SHAPES  # noqa: E402
 
 DEFAULT_N = SHAPES["cpu"]["requests"]     # requests per run of the suite's load sweep (its gated runs)
-from pytest_disagg.baseline.metric_info import CPU_HOST_TOLERANCES  # noqa: E402
+from pytest_disagg.metrics import CPU_HOST_TOLERANCES  # noqa: E402
 
 SAMPLES_SCHEMA = "pytest-disagg gate-power samples 1"
 SHIFT = 0.05                      # the slowdown to detect: +5 % of the median TTFT
@@ -310,7 +310,7 @@ class Draws:
     """The gate's CI (and the plain median ratio) per metric for every repetition of a scenario.
 
     The CI does not depend on the tolerance, so one set of draws serves every tolerance:
-    ``gate.compare`` is ``bootstrap.ratio_of_medians`` followed by ``gate.classify``, and the
+    ``gate.compare`` is ``stats.ratio_of_medians`` followed by ``gate.classify``, and the
     verdicts here come from ``gate.classify`` on the CI that ``gate.compare`` returned.
     """
 

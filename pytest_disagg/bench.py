@@ -1,9 +1,9 @@
 """What a benchmark test touches: run a workload on a deployment, record it, gate it.
 
 ``disagg_bench.run(deployment, spec, benchmark="load-sweep", load="rate=2/s")`` does, in order:
-the measured run (with energy where NVML is present), the >1 % failure check, the entry in the
-session's results JSON, and the baseline gate — whose verdicts land in that same entry even when
-the gate fails the test.
+the measured run (with energy where NVML is present), the entry in the session's results JSON
+(with the run's fingerprint), the >1 % failure check, and the baseline gate — its result comes
+back as a value, lands in that same entry, and only then fails the test on a regression.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import dataclasses
 
 import pytest
 
-from .baseline.pytest_plugin import CHECKS_KEY
 from .measure import measured_run
 
 # Fields of a DeploymentConfig that must not split baselines (a test-only injected delay is the
@@ -28,6 +27,22 @@ def subject_config(deployment) -> dict:
     return cfg
 
 
+def run_fingerprint(config, deployment=None, workload=None) -> dict:
+    """The fingerprint a baseline of this run would have (``Fingerprint.to_json()``): this
+    session's machine (software versions, driver, CUDA, GPU/CPU; collected once, with the
+    ``pytest_disagg_update_fingerprint`` hook's fields) and, for a run, the subject hashes of the
+    model config, the medium config and the workload. Without a deployment: the machine alone
+    (the results file's top-level fingerprint)."""
+    from .baseline import fingerprint
+    from .baseline.pytest_plugin import machine_fingerprint
+
+    machine = machine_fingerprint(config)
+    if deployment is None:
+        return fingerprint.Fingerprint(machine).to_json()
+    return fingerprint.collect(model=deployment.model.config_sha256, medium=subject_config(deployment),
+                               workload=workload, machine=machine).to_json()
+
+
 class Bench:
     def __init__(self, request, results, baseline, meter):
         self.request = request
@@ -41,7 +56,9 @@ class Bench:
 
     def run(self, deployment, spec, *, benchmark: str, load: str, name: str | None = None,
             extra: dict | None = None, gate: bool = True):
-        """Returns (RunResult, results entry); with ``--disagg-ab``, side A's last round, not gated."""
+        """Returns (RunResult, results entry). The entry carries the run's fingerprint and, when
+        gated, the verdicts (recorded before a regression fails the test). With ``--disagg-ab``: side
+        A's last round, not gated (``ab.runner``)."""
         from .ab.pytest_plugin import ab_session
 
         session = ab_session(self.request.config)
@@ -52,25 +69,22 @@ class Bench:
             return run_ab(self, deployment, spec, session=session, pool=pool_of(self.request.config),
                           benchmark=benchmark, load=load, name=name or f"{benchmark}[{load}]", extra=extra)
         run = measured_run(deployment, spec, meter=self.meter)
+        workload = run.workload.to_json()
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
-                                     run=run, load=load, extra=extra)
+                                     run=run, load=load, extra=extra,
+                                     fingerprint=run_fingerprint(self.request.config, deployment, workload))
         run.check_failures()
         if gate:
-            self.gate(deployment, run, entry, name=name or f"{benchmark}[{load}]")
+            result = self.gate(deployment, run, name=name or f"{benchmark}[{load}]")
+            self.results.set_verdicts(entry, result.verdict_dicts())
+            self.baseline.enforce(result)
         return run, entry
 
-    def gate(self, deployment, run, entry, *, name: str) -> None:
-        item = self.request.node
-        before = len(item.stash.get(CHECKS_KEY, []))
-        try:
-            self.baseline.check(
-                name, samples=run.samples(), scalars=run.scalars(), config=subject_config(deployment),
-                workload=run.workload.to_json(), model=deployment.model.config_sha256,
-            )
-        finally:
-            checks = item.stash.get(CHECKS_KEY, [])[before:]
-            if checks:
-                self.results.set_verdicts(entry, checks[-1].verdict_dicts())
+    def gate(self, deployment, run, *, name: str):
+        """The baseline check's result (a ``CheckResult``), recorded, not yet enforced."""
+        return self.baseline.evaluate(name, samples=run.samples(), scalars=run.scalars(),
+                                      config=subject_config(deployment), workload=run.workload.to_json(),
+                                      model=deployment.model.config_sha256)
 
 
 def optional_energy_meter(request):

@@ -11,7 +11,6 @@ import time
 
 from .energy.attribution import attribute, gpus_by_role
 from .load import RunResult, WorkloadSpec, run_workload
-from .presets import energy_per_component
 
 
 def _host_meter():
@@ -23,7 +22,9 @@ def _host_meter():
 
 def measured_run(deployment, spec: WorkloadSpec, *, meter=None, host_energy: bool = True,
                  window_name: str | None = None, progress: bool | None = None) -> RunResult:
-    """Run ``spec``; with an NVML ``meter``, attach per-stage energy to ``run.energy``."""
+    """Run ``spec``; with an NVML ``meter``, the result carries the energy record
+    (``Attribution.record()``) in ``energy``. Returns a new :class:`RunResult`; nothing is
+    edited after the fact."""
     if meter is None:
         return run_workload(deployment, spec, progress=progress)
     if spec.warmup:
@@ -36,7 +37,6 @@ def measured_run(deployment, spec: WorkloadSpec, *, meter=None, host_energy: boo
     with meter.window(name) as handle:
         run = run_workload(deployment, measured_spec, progress=progress)
     host = rapl.end(name) if rapl is not None else ()
-    run.workload = spec                  # the spec the caller asked for (and the baseline keys on)
     ok = [r for r in run.measured if r.ok]
     roles = gpus_by_role(deployment.servers)
     attribution = attribute(
@@ -44,7 +44,5 @@ def measured_run(deployment, spec: WorkloadSpec, *, meter=None, host_energy: boo
         prompt_tokens=sum(r.prompt_tokens for r in ok), output_tokens=sum(r.output_tokens for r in ok),
         requests=len(ok), host=host,
     )
-    run.energy = {**attribution.to_json(), "scalars": attribution.scalars(),
-                  "by_component": energy_per_component(attribution), "j_per_token": attribution.joules_per_token}
-    run._summary = None
-    return run
+    # The spec the caller asked for (warm-up included: the baseline keys on it), and the energy.
+    return dataclasses.replace(run, workload=spec, energy=attribution.record(), _summary=None)

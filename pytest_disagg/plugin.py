@@ -132,6 +132,10 @@ def pytest_sessionfinish(session):
     if results is not None and options is not None and options.json_path is not None and results.runs:
         if pool is not None:
             results.derived.setdefault("deployment_starts", pool.starts)
+        if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
+            from .bench import run_fingerprint
+
+            results.fingerprint = run_fingerprint(config)
         document = results.to_json()
         config.hook.pytest_disagg_update_json(config=config, results=document)
         results.write(options.json_path, document)

@@ -46,17 +46,12 @@ OVERRIDE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 # Metrics a preset may report beyond ``metrics.METRICS`` (which names every run and request
-# figure): these two are derived here or still to be added there.
+# figure): this one is a table of figures derived here, not one metric.
 PRESET_METRICS: dict[str, str] = {
-    "prompt_throughput": "prompt tokens per second of the measured phase (the study's prefill throughput)",
     "energy_j_per_token_by_component": "each component's joules / (input + output tokens), and its share",
 }
 STATS = ("mean", "p50", "p90", "p99")   # what a per-request metric is summarised by
 ENERGY_COMPONENTS = frozenset({"gpu", NODE_COMPONENT, *COMPONENT_BY_DOMAIN.values()})
-# Components that contain others (the whole node; RAPL psys; core and uncore inside the package):
-# reported per token, but never summed with the disjoint ones into a share.
-_CONTAINERS = frozenset({NODE_COMPONENT, "platform"})
-_INSIDE_PACKAGE = frozenset({"cpu-core", "cpu-uncore"})
 
 APPLY_TO = ("both", "per-stage")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -364,9 +359,9 @@ def _metric_problem(entry: Any) -> str | None:
             kind = describe_metric(name).kind
         except MetricError as exc:
             return f"{entry!r}: {exc}; or one of {', '.join(PRESET_METRICS)}"
-    if kind == "request" and stat not in STATS:
+    if kind in ("request", "token") and stat not in STATS:
         return f"{entry!r}: a per-request metric needs a statistic, e.g. {name}:p50 ({', '.join(STATS)})"
-    if kind != "request" and stat:
+    if kind == "run" and stat:
         return f"{entry!r}: {name} is one figure per run; drop ':{stat}'"
     return None
 
@@ -419,26 +414,8 @@ def _specs(raw: Any, mediums: Mapping[str, Any], path: Path) -> tuple[Configurat
 
 # --- energy per component ----------------------------------------------------------------------
 def energy_per_component(attribution: Any) -> dict[str, dict[str, Any]]:
-    """Joules per (input + output) token of each component of an ``energy.Attribution``, and its
-    share of the measured total; a component that was not readable says why, and is never 0.
+    """Joules per (input + output) token of each component and its share of the measured total
+    (``energy.attribution.components``, the energy record's ``components``)."""
+    from .energy.attribution import components
 
-    Shares are taken over the disjoint components (GPU, CPU package, DRAM, ...); the whole node
-    and RAPL's platform domain contain those, and core/uncore sit inside the package, so they get
-    a figure per token but no share.
-    """
-    tokens = attribution.prompt_tokens + attribution.output_tokens
-    rows: dict[str, dict[str, Any]] = {"gpu": {"joules": attribution.gpu_joules}}
-    for figure in attribution.host:
-        rows[figure.component] = ({"joules": figure.joules} if figure.joules is not None
-                                  else {"unavailable": figure.unavailable})
-    disjoint = [c for c in rows if c not in _CONTAINERS and c not in _INSIDE_PACKAGE]
-    measured = sum(rows[c]["joules"] for c in disjoint if "joules" in rows[c])
-    complete = all("joules" in rows[c] for c in disjoint)
-    for component, row in rows.items():
-        if "joules" not in row:
-            continue
-        row["j_per_token"] = row["joules"] / tokens if tokens else None
-        if component in disjoint:
-            row["share"] = row["joules"] / measured if measured > 0 else None
-            row["share_of"] = "measured components" if complete else "measured components (some unavailable)"
-    return rows
+    return components(attribution)

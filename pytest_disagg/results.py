@@ -1,8 +1,37 @@
 """The session's results: every run a test made, as one JSON document and a terminal summary.
 
-The JSON is the only thing the report reads (data flows one way), so it carries everything a
-plot or table needs: the deployment's config, the fingerprint, per-run summaries with CIs, the
-server-metric deltas, energy, and the baseline verdicts.
+The JSON is the only thing the report reads (data flows one way), and this module is the one
+owner of its shape: it defines and writes it, and :func:`load_results` reads it back (older
+schemas upgraded in memory). Schema 2, top level:
+
+``schema_version`` 2; ``created`` (UTC, ISO 8601);
+``fingerprint``  the session's fingerprint, the same one baselines use
+                 (``baseline.fingerprint.Fingerprint.to_json()``: ``machine`` = GPU/CPU model and
+                 count, driver, CUDA, vLLM, torch, NIXL, LMCache versions (+ hook fields);
+                 ``subject`` empty at session level; ``machine_hash``);
+``options``      the suite's options of the session;
+``deployments``  ``{key: deployment.to_json()}``;
+``runs``         one entry per measured run (below);
+``ab``           A/B pairs, ``[]`` unless ``--disagg-ab`` ran (h15b's ``pytest_disagg/ab/`` fills it):
+                 ``{"benchmark", "deployment", "metric", "rounds", "a_runs": [run indices],
+                 "b_runs": [run indices], "ratio", "ci": [lo, hi], "confidence", "tolerance",
+                 "verdict" (a word of pytest_disagg.verdicts), "fingerprint_a", "fingerprint_b"}``
+                 — :meth:`SessionResults.add_ab_pair` checks the required keys and the word;
+``derived``      session-level figures: ``crossover`` ``{deployment key: crossing}``
+                 (:meth:`add_crossover`), ``capacity``, ``saturation_probe``, ``dvfs_points``
+                 ``[...]`` (:meth:`add_dvfs_point`), ``deployment_starts``.
+
+A run entry: ``benchmark``, ``test``, ``deployment``, ``setup``, ``medium``, ``prefix_caching``,
+``device``, ``load``, ``workload``, ``workload_hash``, ``summary`` (per metric: n, mean, p50 ...,
+``ci``), ``scalars``, ``server_metrics``, ``n_ok``, ``n_failed``, ``stages``, ``wall_s``,
+``warmup`` (requests before the measured phase), ``energy`` (one typed record,
+``energy.attribution.Attribution.record()``: stages, host, totals, ``joules_per_token``,
+``joules_per_request``, ``components`` {component: joules, j_per_token, share | unavailable},
+``scalars``; or None), ``verdicts`` (the gate's per-metric verdicts, words of
+:mod:`pytest_disagg.verdicts`), ``gate`` (their worst word, "-" when not gated), ``fingerprint``
+(this run's full fingerprint: machine of the interpreter that served it — side B's in A/B — and
+subject hashes of model, medium config and workload), ``valid`` + ``invalid_reasons`` (validity
+rules, ``pytest_disagg.validity``), ``side`` ("A"/"B", A/B mode only), ``extra``.
 """
 from __future__ import annotations
 
@@ -12,9 +41,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-SCHEMA_VERSION = 1
+from . import verdicts as words
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)      # schema 1 files (docs/*/results.json) are upgraded when read
 
 # Columns of the terminal summary: (header, path into a run's JSON, format)
 SUMMARY_COLUMNS = (
@@ -26,9 +58,16 @@ SUMMARY_COLUMNS = (
     ("TPOT p50 ms", ("summary", "tpot_ms", "p50"), "{:.2f}"),
     ("E2E p50 ms", ("summary", "e2el_ms", "p50"), "{:.0f}"),
     ("out tok/s", ("scalars", "output_throughput"), "{:.1f}"),
-    ("J/tok", ("energy", "j_per_token"), "{:.4f}"),
+    ("J/tok", ("energy", "joules_per_token"), "{:.4f}"),
     ("gate", ("gate",), "{}"),
 )
+RUN_FIELDS = ("workload", "workload_hash", "summary", "scalars", "server_metrics", "n_ok", "n_failed", "stages",
+              "wall_s")
+AB_REQUIRED = ("benchmark", "deployment", "metric", "ratio", "ci", "verdict")
+
+
+class ResultsError(ValueError):
+    """A results file or entry that cannot be used; the message names it and what is wrong."""
 
 
 def _dig(data: dict, path: tuple[str, ...]):
@@ -37,6 +76,11 @@ def _dig(data: dict, path: tuple[str, ...]):
             return None
         data = data[key]
     return data
+
+
+def gate_word(verdicts: list[dict]) -> str:
+    """The worst verdict word of a run's verdicts ("-" when the run was not gated)."""
+    return words.worst((v.get("verdict", words.NOT_COMPARED) for v in verdicts), empty="-")
 
 
 @dataclass
@@ -48,10 +92,15 @@ class SessionResults:
     derived: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    ab: list[dict] = field(default_factory=list)
 
     def add_run(self, *, benchmark: str, test: str, deployment, run, load: str = "", extra: dict | None = None,
-                energy: dict | None = None, verdicts: list[dict] | None = None) -> dict:
-        """Record one workload run against one deployment; returns the stored entry."""
+                energy: dict | None = None, verdicts: list[dict] | None = None,
+                fingerprint: Mapping[str, Any] | None = None, side: str | None = None) -> dict:
+        """Record one workload run against one deployment; returns the stored entry.
+
+        ``fingerprint``: the run's full fingerprint (``Fingerprint.to_json()``); ``side``: "A" or
+        "B" in A/B mode. ``verdicts`` may be given later with :meth:`set_verdicts`."""
         data = run.to_json() if hasattr(run, "to_json") else dict(run)
         self.deployments.setdefault(deployment.key, deployment.to_json())
         cfg = deployment.config
@@ -64,19 +113,44 @@ class SessionResults:
             "prefix_caching": cfg.prefix_caching,
             "device": cfg.device,
             "load": load,
-            **{k: data.get(k) for k in ("workload", "workload_hash", "summary", "scalars", "server_metrics",
-                                         "n_ok", "n_failed", "stages", "wall_s") if k in data},
+            **{k: data.get(k) for k in RUN_FIELDS if k in data},
+            "warmup": (data.get("workload") or {}).get("warmup", data.get("n_warmup", 0)),
             "energy": energy if energy is not None else data.get("energy"),
-            "verdicts": verdicts or [],
-            "gate": _gate_word(verdicts or []),
+            "fingerprint": dict(fingerprint or {}),
+            "valid": True,
+            "invalid_reasons": [],
             "extra": extra or {},
         }
+        if side is not None:
+            if side not in ("A", "B"):
+                raise ResultsError(f"side must be 'A' or 'B', got {side!r}")
+            entry["side"] = side
+        self.set_verdicts(entry, verdicts or [])
         self.runs.append(entry)
         return entry
 
     def set_verdicts(self, entry: dict, verdicts: list[dict]) -> None:
-        entry["verdicts"] = verdicts
-        entry["gate"] = _gate_word(verdicts)
+        """A run's gate verdicts (words normalised to the vocabulary) and their worst word."""
+        entry["verdicts"] = [{**v, "verdict": words.normalize(v.get("verdict", words.NOT_COMPARED))}
+                             for v in verdicts]
+        entry["gate"] = gate_word(entry["verdicts"])
+
+    def add_ab_pair(self, pair: Mapping[str, Any]) -> dict:
+        """One A/B comparison (shape in the module docstring); its ``verdict`` must be a vocabulary word."""
+        missing = [k for k in AB_REQUIRED if k not in pair]
+        if missing:
+            raise ResultsError(f"A/B pair lacks {', '.join(missing)} (needs {', '.join(AB_REQUIRED)})")
+        stored = {**pair, "verdict": words.normalize(pair["verdict"])}
+        self.ab.append(stored)
+        return stored
+
+    def add_crossover(self, key: str, crossing: Mapping[str, Any]) -> None:
+        """Where a deployment's curve crosses colocated's (``sweep.crossover`` output, or a note)."""
+        self.derived.setdefault("crossover", {})[key] = dict(crossing)
+
+    def add_dvfs_point(self, point: Mapping[str, Any]) -> None:
+        """One clock setting's figures (deployment, point id, clocks, latency, J/token)."""
+        self.derived.setdefault("dvfs_points", []).append(dict(point))
 
     def to_json(self) -> dict:
         return {
@@ -86,6 +160,7 @@ class SessionResults:
             "options": self.options,
             "deployments": self.deployments,
             "runs": self.runs,
+            "ab": self.ab,
             "derived": self.derived,
         }
 
@@ -118,24 +193,62 @@ class SessionResults:
         return out
 
 
-def _gate_word(verdicts: list[dict]) -> str:
-    if not verdicts:
-        return "-"
-    words = {v.get("verdict", "?") for v in verdicts}
-    for word in ("regression", "candidate", "improvement", "inconclusive", "ok"):
-        if word in words:
-            return word
-    return sorted(words)[0]
+# --- reading ---------------------------------------------------------------------------------
+
+def _upgrade_energy(energy: Any) -> Any:
+    """Schema 1's energy spellings (``by_component`` / ``per_component``, ``j_per_token``) → the record's."""
+    if not isinstance(energy, dict):
+        return energy
+    out = dict(energy)
+    for old in ("by_component", "per_component"):
+        if old in out:
+            out.setdefault("components", out.pop(old))
+    if "j_per_token" in out:
+        out.setdefault("joules_per_token", out.pop("j_per_token"))
+    return out
+
+
+def upgrade(data: dict) -> dict:
+    """A schema 1 document in the schema 2 shape (a new dict; the input is left as it was).
+
+    What schema 1 could not know stays empty and says so: runs get ``fingerprint: {}``, ``valid``
+    true; old verdict words are mapped onto the vocabulary."""
+    if data.get("schema_version") == SCHEMA_VERSION:
+        return data
+    out = {**data, "schema_version": SCHEMA_VERSION, "upgraded_from": data.get("schema_version"),
+           "ab": list(data.get("ab") or [])}
+    runs = []
+    for run in data.get("runs") or []:
+        if not isinstance(run, dict):
+            runs.append(run)
+            continue
+        new = {**run, "energy": _upgrade_energy(run.get("energy"))}
+        verdicts = [{**v, "verdict": words.normalize(v["verdict"])} if isinstance(v, dict) and "verdict" in v else v
+                    for v in run.get("verdicts") or []]
+        new["verdicts"] = verdicts
+        new["gate"] = gate_word([v for v in verdicts if isinstance(v, dict)])
+        new.setdefault("fingerprint", {})
+        new.setdefault("valid", True)
+        new.setdefault("invalid_reasons", [])
+        runs.append(new)
+    out["runs"] = runs
+    return out
 
 
 def load_results(path: Path) -> dict:
-    """Read a results JSON, with an error that names the file and the problem."""
+    """Read a results JSON (schema 1 or 2; schema 1 upgraded), with an error that names the file."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: no such results file") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc}); was the run interrupted?") from None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: not a pytest-disagg results file of schema {SCHEMA_VERSION}")
-    return data
+    if not isinstance(data, dict) or data.get("schema_version") not in READABLE_SCHEMAS or "runs" not in data:
+        found = data.get("schema_version") if isinstance(data, dict) else None
+        raise ValueError(f"{path}: not a pytest-disagg results file of schema "
+                         f"{' or '.join(map(str, READABLE_SCHEMAS))} (schema_version={found!r})")
+    return upgrade(data)
+
+
+__all__ = ["AB_REQUIRED", "READABLE_SCHEMAS", "RUN_FIELDS", "SCHEMA_VERSION", "SUMMARY_COLUMNS", "ResultsError",
+           "SessionResults", "gate_word", "load_results", "upgrade"]

@@ -12,8 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
-
+from . import stats
 from .load import WorkloadSpec, concurrency, fixed, poisson, run_workload
 
 R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
@@ -60,46 +59,27 @@ def rate_ladder(saturation_rps: float, fractions=DEFAULT_FRACTIONS) -> list[floa
     return [round(saturation_rps * f, 6) for f in fractions]
 
 
-def _crossing(rates: np.ndarray, diff: np.ndarray) -> float | None:
-    """First rate where ``diff`` (medium − colocated, lower is better) changes sign, interpolated."""
-    for i in range(len(rates) - 1):
-        a, b = diff[i], diff[i + 1]
-        if a == 0:
-            return float(rates[i])
-        if a * b < 0:
-            return float(rates[i] + (rates[i + 1] - rates[i]) * (a / (a - b)))
-    return None
-
-
 def crossover(colocated: dict[float, list[float]], medium: dict[float, list[float]], *, n_boot: int = 2000,
               seed: int = 0, confidence: float = 0.95) -> dict:
-    """Where the medium's median crosses colocated's, with a bootstrap interval.
+    """Where the medium's median crosses colocated's, with a bootstrap interval
+    (:func:`stats.crossing_ci`: every (rate, side) resampled independently per replicate).
 
     ``colocated`` and ``medium`` map each rate to per-request samples of one lower-is-better
-    metric. Each bootstrap replicate resamples every (rate, side) independently and recomputes
-    the crossing; the interval is over replicates that cross, and ``p_cross`` says how many do.
+    metric; the interval is over replicates that cross, and ``p_cross`` says how many do.
     """
-    rates = np.array(sorted(set(colocated) & set(medium)), dtype=float)
+    rates = sorted(set(colocated) & set(medium))
     if len(rates) < 2:
         raise ValueError("a crossover needs at least two rates measured on both sides")
-    med_diff = np.array([np.median(medium[r]) - np.median(colocated[r]) for r in rates])
-    point = _crossing(rates, med_diff)
-    rng = np.random.default_rng(seed)
-    boot = np.empty((n_boot, len(rates)))
-    for j, r in enumerate(rates):
-        a = np.asarray(medium[r], dtype=float)
-        b = np.asarray(colocated[r], dtype=float)
-        boot[:, j] = (np.median(a[rng.integers(0, len(a), (n_boot, len(a)))], axis=1)
-                      - np.median(b[rng.integers(0, len(b), (n_boot, len(b)))], axis=1))
-    crossings = [c for c in (_crossing(rates, row) for row in boot) if c is not None]
-    alpha = (1 - confidence) / 2
+    found = stats.crossing_ci([medium[r] for r in rates], [colocated[r] for r in rates], rates,
+                              resamples=n_boot, seed=seed, confidence=confidence)
+    med_diff, point = found["median_diff"], found["point"]
     out = {
-        "rates": rates.tolist(),
-        "median_diff_ms": med_diff.tolist(),
+        "rates": [float(r) for r in rates],
+        "median_diff_ms": med_diff,
         "rate": point,
-        "p_cross": len(crossings) / n_boot,
-        "ci_low": float(np.quantile(crossings, alpha)) if crossings else None,
-        "ci_high": float(np.quantile(crossings, 1 - alpha)) if crossings else None,
+        "p_cross": found["p_cross"],
+        "ci_low": found["ci_low"],
+        "ci_high": found["ci_high"],
         "confidence": confidence,
     }
     if point is None:

@@ -229,7 +229,7 @@ def test_runner_interleaves_sides_and_stops_when_decided(monkeypatch):
     assert [results.runs[i]["side"] for i in ttft["a_runs"]] == ["A"] * 8 and len(ttft["b_runs"]) == 8
     # both runs of a round send the same requests (one seed per round), rounds differ
     assert [s for _, s in calls][:4] == [7000, 7000, 7001, 7001]
-    assert [r["fingerprint"]["vllm"] for r in results.runs[:2]] == ["a", "b"]
+    assert [r["fingerprint"]["machine"]["vllm"] for r in results.runs[:2]] == ["a", "b"]
     assert (ttft["fingerprint_a"]["vllm"], ttft["fingerprint_b"]["vllm"]) == ("a", "b")
     assert (ttft["deployment"], ttft["deployment_b"]) == ("colocated-pc0", "colocated-pc0-B")
     assert entry["side"] == "A" and pool.max_live == 2 and pool.released == []

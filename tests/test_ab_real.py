@@ -48,4 +48,5 @@ def test_ab_same_software_other_seed_on_colocated(tmp_path):
     for side in "AB":
         version = setup["sides"][side]["fingerprint"]["vllm"]
         assert version, setup["sides"][side]
-        assert all(r["fingerprint"]["vllm"] == version for r in runs if r["side"] == side)
+        assert all(r["fingerprint"]["machine"]["vllm"] == version for r in runs if r["side"] == side)
+        assert all(r["fingerprint"]["subject"]["workload"] for r in runs if r["side"] == side)

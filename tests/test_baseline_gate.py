@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_disagg.baseline import bootstrap, gate, metric_info
+from pytest_disagg import metrics as metric_info
+from pytest_disagg import stats as bootstrap
+from pytest_disagg.baseline import gate
 
 
 def latencies(seed: int, n: int = 200, scale: float = 1.0, sigma: float = 0.15) -> np.ndarray:
@@ -91,9 +93,9 @@ def test_verdicts_are_reproducible_with_the_seed():
 
 
 def test_bad_samples_and_parameters_are_clear_errors():
-    with pytest.raises(bootstrap.SampleError, match="ttft_ms: current samples: 1 of 3 values are NaN"):
+    with pytest.raises(bootstrap.StatsError, match="ttft_ms: current samples: 1 of 3 values are NaN"):
         gate.compare([1.0] * 20, [1.0, float("nan"), 2.0], "lower", 0.05, metric="ttft_ms")
-    with pytest.raises(bootstrap.SampleError, match="no samples"):
+    with pytest.raises(bootstrap.StatsError, match="no samples"):
         gate.compare([], [1.0], "lower", 0.05)
     with pytest.raises(ValueError, match="direction"):
         gate.compare([1.0] * 20, [1.0] * 20, "down", 0.05)
@@ -124,7 +126,7 @@ def test_failure_table_has_the_columns_and_the_numbers():
     table = gate.format_table([v])
     for header in ("metric", "baseline", "now", "change", "99 % CI", "verdict"):
         assert header in table
-    assert "ttft_ms" in table and "regression" in table and f"{v.change * 100:+.1f} %" in table
+    assert "ttft_ms" in table and "regressed" in table and f"{v.change * 100:+.1f} %" in table
     assert gate.Verdict.from_json(v.to_json()) == v
 
 

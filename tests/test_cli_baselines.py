@@ -71,7 +71,7 @@ def test_show_a_fingerprint_and_a_benchmark(capsys, tree):
 @pytest.mark.parametrize("args, message", [
     (("show", "ffffffff"), "unknown fingerprint 'ffffffff'; known:"),
     (("show", "ab"), "at least 4 characters"),
-    (("history", "nope_ms"), "no baseline has metric 'nope_ms'; metrics stored: output_throughput, tpot_ms"),
+    (("history", "nope_ms"), "no baseline or results file has metric 'nope_ms'; metrics stored: output_throughput, tpot_ms"),
 ])
 def test_unknown_ids_are_clear_errors(capsys, tree, args, message):
     store, _, _ = tree
@@ -94,8 +94,8 @@ def test_diff_shows_the_changed_fields_and_judges_b_against_a(capsys, tree):
     assert "vllm" in out and "0.31.0" in out and "0.32.0" in out
     nixl_tpot = next(line for line in out.splitlines() if "nixl-cpu" in line and "tpot_ms" in line)
     colo_tpot = next(line for line in out.splitlines() if "colocated" in line and "tpot_ms" in line)
-    assert "regression" in nixl_tpot and "+15" in nixl_tpot
-    assert "regression" not in colo_tpot
+    assert "regressed" in nixl_tpot and "+15" in nixl_tpot
+    assert "regressed" not in colo_tpot
     assert "only under" not in out                      # candidates are not part of a diff
 
 

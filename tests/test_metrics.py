@@ -62,7 +62,7 @@ def test_throughputs_count_successful_requests_over_the_duration():
 
 def test_metrics_table_is_consistent_and_unknown_names_are_errors():
     for name, m in metrics.METRICS.items():
-        assert m.name == name and m.direction in metrics.DIRECTIONS and m.kind in ("request", "run") and m.unit
+        assert m.name == name and m.direction in metrics.DIRECTIONS and m.kind in metrics.KINDS and m.family in metrics.FAMILIES and m.unit
     assert metrics.describe("ttft_ms").direction == "lower"
     assert metrics.describe("output_throughput").direction == "higher"
     assert metrics.describe("energy_decode_j_per_output_token").unit == "J/token"

@@ -90,7 +90,7 @@ def test_components_computed_from_host_figures_match_the_preset_table():
             EnergyFigure.missing("node", "ipmi", "no BMC")]
     att = attribute(window, prefill_gpus=[0], decode_gpus=[1], prompt_tokens=900, output_tokens=100, requests=10,
                     host=host)
-    stored = run_views(doc(run(energy={**att.to_json(), "per_component": energy_per_component(att)})))[0]
+    stored = run_views(doc(run(energy=att.record())))[0]
     computed = run_views(doc(run(energy=att.to_json())))[0]
     assert components_of(computed) == components_of(stored) == energy_per_component(att)
     assert components_of(computed)["node"] == {"unavailable": "no BMC"}

@@ -130,3 +130,17 @@ def test_change_points_short_and_bad_input():
     assert stats.change_points([1.0, 2.0]) == []
     with pytest.raises(stats.StatsError, match="max_pvalue"):
         stats.change_points([1.0] * 10, max_pvalue=0)
+
+
+def test_sweep_crossover_uses_the_shared_crossing():
+    from pytest_disagg.sweep import crossover
+
+    rng = np.random.default_rng(9)
+    colocated = {r: rng.normal(12, 1, 60).tolist() for r in (1.0, 2.0, 3.0)}
+    medium = {1.0: rng.normal(10, 1, 60).tolist(), 2.0: rng.normal(11, 1, 60).tolist(),
+              3.0: rng.normal(15, 1, 60).tolist()}
+    out = crossover(colocated, medium, seed=1)
+    assert 2.0 < out["rate"] < 3.0 and out["direction"] == "disaggregated better below the crossover"
+    assert out["ci_low"] <= out["rate"] <= out["ci_high"] and len(out["median_diff_ms"]) == 3
+    with pytest.raises(ValueError, match="two rates"):
+        crossover({1.0: [1.0]}, {1.0: [1.0]})

@@ -37,9 +37,9 @@ def pytest_configure(config):
 def ab_session(config) -> ABSession | None:
     session = config.stash.get(_AB_KEY, None)
     if session is not None and not session.fingerprints:
-        from ..baseline.fingerprint import machine_info
+        from ..baseline.pytest_plugin import machine_fingerprint
 
-        machine = machine_info()
+        machine = machine_fingerprint(config)
         session.fingerprints = {"A": side_fingerprint(machine, None), "B": side_fingerprint(machine, session.probe)}
     return session
 

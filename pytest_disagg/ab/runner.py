@@ -84,13 +84,12 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
         for side in order:
             dep = pool.get(cfg[side])
             keys[side] = dep.key
-            run = measured_run(dep, dataclasses.replace(spec, seed=spec.seed * 1000 + k), meter=bench.meter)
+            round_spec = dataclasses.replace(spec, seed=spec.seed * 1000 + k)
+            run = measured_run(dep, round_spec, meter=bench.meter)
             entry = results.add_run(benchmark=benchmark, test=bench.request.node.nodeid, deployment=dep, run=run,
-                                    load=load, extra={**(extra or {}), "ab_round": k})
-            entry["side"] = side
+                                    load=load, extra={**(extra or {}), "ab_round": k}, side=side,
+                                    fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep, round_spec))
             entry["ab_round"] = k
-            if session.fingerprints.get(side):
-                entry["fingerprint"] = session.fingerprints[side]
             indices.append(len(results.runs) - 1)
             run.check_failures()
             figures[side] = round_figures(run)
@@ -127,3 +126,17 @@ def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, sess
             "p": v.p, "level": v.level, "a_median": v.a_median, "b_median": v.b_median, "reason": v.reason,
             "verdict": v.verdict, "fresh": fresh, "looks": list(looks),
             "fingerprint_a": session.fingerprints.get("A", {}), "fingerprint_b": session.fingerprints.get("B", {})}
+
+
+def run_fingerprint(machine: dict, deployment, spec) -> dict:
+    """A run's full fingerprint (``Fingerprint.to_json()``) with its side's machine fields: side B's
+    runs name side B's vLLM / torch / NIXL / LMCache."""
+    from ..baseline import fingerprint
+
+    model = getattr(deployment, "model", None)
+    if model is None:                      # a deployment without a model config: the machine alone
+        return fingerprint.Fingerprint(machine).to_json()
+    from ..bench import subject_config
+
+    return fingerprint.collect(model=model.config_sha256, medium=subject_config(deployment),
+                               workload=spec.to_json(), machine=machine).to_json()

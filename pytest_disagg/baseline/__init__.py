@@ -6,8 +6,8 @@ per module:
 - ``fingerprint``: machine fields (hardware/software) vs subject fields (model, medium, workload);
 - ``document``: a baseline file's content, built from a run and validated when read;
 - ``store``: ``baselines/<machine_hash>/<benchmark>.json``, atomic and locked writes, candidates;
-- ``bootstrap`` / ``gate``: CI of the ratio of medians, verdicts and the failure table;
-- ``metric_info``: direction, unit and default tolerance of a metric;
+- ``gate``: verdicts (words of ``pytest_disagg.verdicts``, CIs from ``pytest_disagg.stats``) and the failure table;
+- (direction, unit and default tolerance of a metric: the table in ``pytest_disagg.metrics``);
 - ``checker``: one run against its baseline (compare, candidate, mismatch, refresh);
 - ``settings``: the gate's options, validated; ``views``: list/show/diff/history rows;
 - ``jsonfmt``: diff-friendly JSON text.

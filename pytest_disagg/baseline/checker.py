@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import verdicts as words
 from . import document, gate
 from .fingerprint import Fingerprint, changed_fields
-from .metric_info import default_tolerances
+from ..metrics import default_tolerances
 from .settings import Settings
 from .store import BaselineError, BaselineStore
 
@@ -59,10 +60,19 @@ class CheckResult:
         """The text a failure or warning shows: what happened, then the table."""
         return "\n".join(p for p in (self.message, self.table()) if p)
 
+    @property
+    def word(self) -> str:
+        """The one-word summary (:mod:`pytest_disagg.verdicts`): the worst metric's verdict, or
+        ``not compared`` when there was nothing to compare with (candidate, mismatch, error)."""
+        if self.status in (CANDIDATE, MISMATCH, "error") or (self.status != OFF and not self.verdicts):
+            return words.NOT_COMPARED
+        return gate.summary_word(self.verdicts)
+
     def verdict_dicts(self) -> list[dict]:
-        """Verdicts for the results JSON; a run without comparison is one ``candidate`` entry."""
-        if self.status in (CANDIDATE, MISMATCH):
-            return [{"metric": "*", "verdict": "candidate", "reason": self.message}]
+        """Verdicts for the results JSON; a run without comparison is one ``not compared`` entry
+        for every metric (``*``) whose ``status`` says why (candidate, mismatch, error)."""
+        if self.status in (CANDIDATE, MISMATCH, "error"):
+            return [{"metric": "*", "verdict": words.NOT_COMPARED, "status": self.status, "reason": self.message}]
         return [v.to_json() for v in self.verdicts]
 
     def to_json(self) -> dict:
@@ -71,7 +81,7 @@ class CheckResult:
             "baseline_path": str(self.baseline_path) if self.baseline_path else None,
             "candidate_path": str(self.candidate_path) if self.candidate_path else None,
             "message": self.message, "verdicts": self.verdict_dicts(),
-            "word": "candidate" if self.status in (CANDIDATE, MISMATCH) else gate.summary_word(self.verdicts),
+            "word": self.word,
         }
 
 
@@ -132,7 +142,10 @@ def run_check(store: BaselineStore, settings: Settings, *, benchmark: str, finge
             result.message = (f"{benchmark}: {n_imp} metric(s) improved beyond tolerance against {path}; "
                               f"refresh the baseline to keep the gain")
         else:
-            result.message = f"{benchmark}: no regression against {path}"
+            n_open = sum(1 for v in result.verdicts if v.verdict == words.UNDECIDED)
+            result.message = (f"{benchmark}: no regression against {path}, but {n_open} metric(s) undecided "
+                              f"(the interval straddles the tolerance)" if n_open
+                              else f"{benchmark}: the same as {path} (within tolerance)")
     return result
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -88,10 +89,26 @@ def cmd_diff(args) -> int:
 
 
 def cmd_history(args) -> int:
-    result = views.history(_store(args), args.metric, args.pattern, stat=args.stat, candidates=args.candidates)
+    from ..results import load_results
+
+    docs = [(str(path), load_results(path)) for path in args.results]
+    store = _store(args) if (not docs or Path(args.dir).is_dir()) else None
+    result = views.history(store, args.metric, args.pattern, stat=args.stat, candidates=args.candidates,
+                           results=docs, change_points=args.change_points, max_pvalue=args.cp_pvalue)
     print(_table(result.rows, result.headers, args))
     if not result.changing:
         print("\n(no machine field changed between these fingerprints)")
+    if args.change_points:
+        if result.change_points:
+            print(f"\n{len(result.change_points)} change point(s) (E-Divisive means, Apache Otava, "
+                  f"p < {args.cp_pvalue:g}):")
+            for cp in result.change_points:
+                change = f"{cp['change'] * 100:+.1f} %" if cp["change"] is not None else "?"
+                print(f"  {cp['benchmark']}: from {cp['created']} ({cp['fingerprint']}): mean "
+                      f"{cp['mean_before']:.4g} -> {cp['mean_after']:.4g} ({change}), p={cp['pvalue']:.2g}")
+        else:
+            print(f"\nno change point (E-Divisive means, Apache Otava, p < {args.cp_pvalue:g}; a series "
+                  "needs 4 points or more)")
     return EXIT_OK
 
 
@@ -106,6 +123,16 @@ def cmd_refresh(args) -> int:
     for source, target in moved:
         print(f"{verb} {source} -> {target}")
     return EXIT_OK
+
+
+def _pvalue(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cp-pvalue {text!r}: not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"--cp-pvalue {text!r}: must be between 0 and 1 (exclusive)")
+    return value
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -141,6 +168,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", help="only benchmarks matching this shell pattern, e.g. '*nixl-cpu*'")
     p.add_argument("--stat", default="median", choices=views.STATS)
     p.add_argument("--candidates", action="store_true", help="include candidates")
+    p.add_argument("--results", nargs="+", default=[], metavar="JSON",
+                   help="results files (--disagg-json) to add to the series, e.g. one per nightly run")
+    p.add_argument("--change-points", action="store_true",
+                   help="mark where each benchmark's series shifted (E-Divisive means, Apache Otava)")
+    p.add_argument("--cp-pvalue", type=_pvalue, default=0.001, metavar="P",
+                   help="significance a change point must reach (default 0.001)")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("refresh", parents=[common], help="promote candidates to baselines (all, or by pattern)")

@@ -19,9 +19,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import bootstrap
+from .. import stats
 from .fingerprint import Fingerprint, stable_hash
-from .metric_info import describe
+from ..metrics import describe
 
 SCHEMA_VERSION = 1
 SIGNIFICANT_DIGITS = 5
@@ -40,8 +40,8 @@ def round_significant(values, digits: int = SIGNIFICANT_DIGITS) -> list[float]:
 
 def summarise(values, *, direction: str, unit: str, confidence: float = SUMMARY_CONFIDENCE) -> dict:
     """Summary of one metric's samples, plus the rounded samples themselves."""
-    array = bootstrap.as_samples(values)
-    lo, hi = bootstrap.median_ci(array, confidence)
+    array = stats.as_samples(values)
+    lo, hi = stats.median_ci(array, confidence)
     pcts = np.percentile(array, PERCENTILES)
     summary: dict[str, Any] = {
         "kind": "samples", "direction": direction, "unit": unit, "n": int(array.size),
@@ -57,7 +57,7 @@ def summarise(values, *, direction: str, unit: str, confidence: float = SUMMARY_
 
 
 def scalar_entry(value: float, *, direction: str, unit: str) -> dict:
-    number = float(bootstrap.as_samples([value])[0])
+    number = float(stats.as_samples([value])[0])
     return {"kind": "scalar", "direction": direction, "unit": unit, "value": round_significant([number])[0]}
 
 
@@ -91,7 +91,7 @@ def build(*, benchmark: str, fingerprint: Fingerprint, samples: Mapping[str, Any
             info = describe(name, directions)
             try:
                 metrics[name] = make(values, direction=info.direction, unit=info.unit)
-            except bootstrap.SampleError as exc:
+            except stats.StatsError as exc:
                 raise ValueError(f"benchmark {benchmark!r}, {kind} {name!r}: {exc}") from None
     return {
         "schema_version": SCHEMA_VERSION,

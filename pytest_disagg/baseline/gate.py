@@ -1,18 +1,24 @@
-"""The regression gate: a verdict per metric, from a baseline's samples and the current ones.
+"""The stored-baseline gate: a verdict per metric, from a baseline's samples and the current ones.
 
-Rule (why both conditions): a change is a *regression* only when it is statistically significant
+Rule (why both conditions): a change is ``regressed`` only when it is statistically significant
 **and** larger than the metric's tolerance — the bootstrap confidence interval of the ratio of
-medians lies entirely beyond ``1 + tolerance`` on the worse side. Significance alone fails on
+medians lies entirely beyond the tolerance band on the worse side. Significance alone fails on
 harmless 0.5 % shifts once samples are many; a fixed threshold on one statistic (pytest-benchmark's
-``--benchmark-compare-fail=median:5%``) fails on noise when samples are few. An *improvement* is
-the mirror image (CI entirely beyond ``1 - tolerance`` on the better side) and is reported so that
-baselines get refreshed on purpose. A CI that straddles one of those bounds is *inconclusive*: the
-data can neither show nor rule out a change of that size. Everything else is *ok*.
+``--benchmark-compare-fail=median:5%``) fails on noise when samples are few. ``improved`` is the
+mirror image; an interval entirely inside the band is ``same``; one that straddles a bound is
+``undecided`` (the data can neither show nor rule out a change of that size). The words and the
+rule are :mod:`pytest_disagg.verdicts`' (shared with the A/B verdict), the interval is
+:mod:`pytest_disagg.stats`'; a metric on one side only is ``not compared`` with its reason.
 
-"Worse" follows the metric's direction: for lower-is-better metrics the gate reads the ratio
-current/baseline, for higher-is-better ones baseline/current (the "badness" ratio, > 1 is worse).
+"Worse" follows the metric's direction (:mod:`pytest_disagg.metrics`): for lower-is-better
+metrics the gate reads the ratio current/baseline, for higher-is-better ones baseline/current.
 Run-level scalars (a throughput or J/token from one window) have no samples: they are judged on
 the tolerance alone and the verdict says so (method ``no-ci``).
+
+Why the tolerance must exceed deployment drift: the interval covers the noise *within* two runs,
+not the drift *between* two deployments of the same software (8-28 % in median latency on an
+H200, 17 % on the CPU box). The family defaults in ``metrics.DEFAULT_TOLERANCES`` are set above
+the measured drift; an A/B run (both sides interleaved in one session) is the way to see less.
 """
 from __future__ import annotations
 
@@ -21,14 +27,17 @@ from typing import Mapping
 
 import numpy as np
 
-from . import bootstrap
-from .metric_info import DIRECTIONS, describe, tolerance_for
+from .. import stats
+from .. import verdicts as words
+from ..metrics import DIRECTIONS, describe, tolerance_for
 
 DEFAULT_CONFIDENCE = 0.99
 MIN_SAMPLES = 10          # fewer per side: the bootstrap CI of a median is not worth stating
 
-REGRESSION, IMPROVEMENT, OK, INCONCLUSIVE = "regression", "improvement", "ok", "inconclusive"
-MISSING, NEW = "missing", "new"          # metric only in the baseline / only in this run
+# The gate's verdicts are the vocabulary's words (older result files' words are mapped on reading).
+REGRESSION, IMPROVEMENT, OK, INCONCLUSIVE = words.REGRESSED, words.IMPROVED, words.SAME, words.UNDECIDED
+NOT_COMPARED = words.NOT_COMPARED        # a metric on one side only (the reason says which)
+MISSING = NEW = NOT_COMPARED
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class Verdict:
     @classmethod
     def from_json(cls, data: Mapping) -> "Verdict":
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["verdict"] = words.normalize(fields.get("verdict", NOT_COMPARED))
         if fields.get("ci") is not None:
             fields["ci"] = tuple(fields["ci"])
         return cls(**fields)
@@ -82,28 +92,14 @@ def _check(direction: str, tolerance: float, confidence: float | None = None) ->
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-def _badness(direction: str, ratio: float) -> float:
-    """> 1 means worse, whichever way the metric points."""
-    if direction == "lower":
-        return ratio
-    return 1.0 / ratio if ratio > 0 else float("inf")
-
-
 def classify(direction: str, tolerance: float, lo: float, hi: float) -> str:
-    """The verdict for a CI ``[lo, hi]`` of the ratio current/baseline."""
-    worse_lo, worse_hi = sorted((_badness(direction, lo), _badness(direction, hi)))
-    if worse_lo > 1.0 + tolerance:
-        return REGRESSION
-    if worse_hi < 1.0 - tolerance:
-        return IMPROVEMENT
-    if worse_hi > 1.0 + tolerance or worse_lo < 1.0 - tolerance:
-        return INCONCLUSIVE
-    return OK
+    """The verdict for a CI ``[lo, hi]`` of the ratio current/baseline (:func:`verdicts.decide`)."""
+    return words.decide(direction, tolerance, lo, hi)
 
 
 def compare(baseline_samples, current_samples, direction: str, tolerance: float, *,
             confidence: float = DEFAULT_CONFIDENCE, metric: str = "", unit: str = "",
-            resamples: int = bootstrap.DEFAULT_RESAMPLES, seed: int = bootstrap.DEFAULT_SEED,
+            resamples: int = stats.DEFAULT_RESAMPLES, seed: int = stats.DEFAULT_SEED,
             effective_n: tuple[int | None, int | None] = (None, None)) -> Verdict:
     """Per-request samples of one metric → a :class:`Verdict` (bootstrap CI of the ratio of medians).
 
@@ -111,8 +107,8 @@ def compare(baseline_samples, current_samples, direction: str, tolerance: float,
     (per-token ITLs: the number of requests); the CI is then as wide as that many observations allow.
     """
     _check(direction, tolerance, confidence)
-    base = bootstrap.as_samples(baseline_samples, f"{metric or 'metric'}: baseline samples")
-    cur = bootstrap.as_samples(current_samples, f"{metric or 'metric'}: current samples")
+    base = stats.as_samples(baseline_samples, f"{metric or 'metric'}: baseline samples")
+    cur = stats.as_samples(current_samples, f"{metric or 'metric'}: current samples")
     common = dict(metric=metric, direction=direction, tolerance=tolerance, unit=unit,
                   baseline=float(np.median(base)), current=float(np.median(cur)),
                   n_baseline=int(base.size), n_current=int(cur.size), confidence=confidence)
@@ -127,7 +123,7 @@ def compare(baseline_samples, current_samples, direction: str, tolerance: float,
         return Verdict(verdict=INCONCLUSIVE, ratio=common["current"] / common["baseline"], method="none",
                        reason=f"too few samples for a CI (baseline {n_base}, now {n_cur}; "
                               f"need {MIN_SAMPLES} each)", **common)
-    ratio, lo, hi = bootstrap.ratio_of_medians(base, cur, confidence, resamples, seed, effective_n=(n_base, n_cur))
+    ratio, lo, hi = stats.ratio_of_medians(base, cur, confidence, resamples, seed, effective_n=(n_base, n_cur))
     return Verdict(verdict=classify(direction, tolerance, lo, hi), ratio=ratio, ci=(lo, hi), reason=reason, **common)
 
 
@@ -135,8 +131,8 @@ def compare_scalar(baseline_value: float, current_value: float, direction: str, 
                    metric: str = "", unit: str = "") -> Verdict:
     """A run-level figure with no samples: judged on the tolerance alone (method ``no-ci``)."""
     _check(direction, tolerance)
-    base = float(bootstrap.as_samples([baseline_value], f"{metric or 'metric'}: baseline value")[0])
-    cur = float(bootstrap.as_samples([current_value], f"{metric or 'metric'}: current value")[0])
+    base = float(stats.as_samples([baseline_value], f"{metric or 'metric'}: baseline value")[0])
+    cur = float(stats.as_samples([current_value], f"{metric or 'metric'}: current value")[0])
     common = dict(metric=metric, direction=direction, tolerance=tolerance, unit=unit, baseline=base,
                   current=cur, method="no-ci", reason="run-level value: tolerance only, no CI")
     if base <= 0.0:
@@ -148,14 +144,14 @@ def compare_scalar(baseline_value: float, current_value: float, direction: str, 
 def compare_metrics(baseline: Mapping[str, Mapping], samples: Mapping[str, list[float]],
                     scalars: Mapping[str, float], *, tolerances: Mapping[str, float] | None = None,
                     directions: Mapping[str, str] | None = None,
-                    confidence: float = DEFAULT_CONFIDENCE, seed: int = bootstrap.DEFAULT_SEED,
+                    confidence: float = DEFAULT_CONFIDENCE, seed: int = stats.DEFAULT_SEED,
                     defaults: Mapping[str, float] | None = None) -> list[Verdict]:
     """Every metric of a stored baseline (its ``metrics`` section) against this run's figures.
 
     A metric kept in the baseline as samples is compared with this run's samples of the same
     name; a scalar with this run's scalar. Metrics on one side only are listed (``missing`` /
     ``new``) without a judgement, so a renamed metric is visible rather than silently unchecked.
-    ``defaults`` are the family tolerances for the machine (``metric_info.default_tolerances``).
+    ``defaults`` are the family tolerances for the machine (``metrics.default_tolerances``).
     """
     verdicts = []
     requests = (request_count({k: v.get("samples") or () for k, v in baseline.items() if v.get("kind") == "samples"},
@@ -166,7 +162,7 @@ def compare_metrics(baseline: Mapping[str, Mapping], samples: Mapping[str, list[
         tol = tolerance_for(info, tolerances, defaults)
         stored = baseline.get(name)
         if stored is None:
-            verdicts.append(Verdict(metric=name, verdict=NEW, direction=info.direction, tolerance=tol,
+            verdicts.append(Verdict(metric=name, verdict=NOT_COMPARED, direction=info.direction, tolerance=tol,
                                     unit=info.unit, method="none", reason="not in the baseline"))
         elif stored.get("kind") == "samples" and name in samples:
             verdicts.append(compare(stored["samples"], samples[name], info.direction, tol,
@@ -177,7 +173,7 @@ def compare_metrics(baseline: Mapping[str, Mapping], samples: Mapping[str, list[
                                            metric=name, unit=info.unit))
         else:
             kind = stored.get("kind")
-            verdicts.append(Verdict(metric=name, verdict=MISSING, direction=info.direction, tolerance=tol,
+            verdicts.append(Verdict(metric=name, verdict=NOT_COMPARED, direction=info.direction, tolerance=tol,
                                     unit=info.unit, method="none",
                                     baseline=stored.get("median", stored.get("value")),
                                     reason=f"baseline has it as {kind}; this run has no {kind} of that name"))
@@ -227,14 +223,10 @@ def format_table(verdicts: list[Verdict], tablefmt: str = "simple") -> str:
 
 
 def summary_word(verdicts: list[Verdict]) -> str:
-    """The worst verdict of a set, for one-word summaries."""
-    words = {v.verdict for v in verdicts}
-    for word in (REGRESSION, INCONCLUSIVE, IMPROVEMENT, MISSING, NEW, OK):
-        if word in words:
-            return word
-    return "-"
+    """The worst verdict of a set, for one-word summaries ("-" when there is none)."""
+    return words.worst((v.verdict for v in verdicts), empty="-")
 
 
-__all__ = ["DEFAULT_CONFIDENCE", "IMPROVEMENT", "INCONCLUSIVE", "MIN_SAMPLES", "MISSING", "NEW", "OK",
+__all__ = ["DEFAULT_CONFIDENCE", "IMPROVEMENT", "INCONCLUSIVE", "MIN_SAMPLES", "MISSING", "NEW", "NOT_COMPARED", "OK",
            "REGRESSION", "Verdict", "classify", "compare", "compare_metrics", "compare_scalar", "request_count",
            "format_table", "summary_word", "table_rows"]

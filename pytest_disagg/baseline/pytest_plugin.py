@@ -11,7 +11,8 @@ A test calls ``disagg_baseline.check(name, samples=..., scalars=..., config=...,
 a regression fails it with the gate's table. Every result is kept on the item
 (``item.stash[CHECKS_KEY]``) and in ``item.user_properties`` as ``("disagg_baseline", {...})``, so
 a results JSON (and xdist's controller) can carry the verdicts; the terminal summary lists
-regressions, improvements beyond tolerance, candidates and refreshed baselines.
+each compared benchmark's word (regressed, undecided, improved: only "same" is counted, not
+listed), candidates and refreshed baselines.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import pytest
 from . import checker, fingerprint, settings as settings_mod
 from .checker import CheckResult
 from .document import git_commit
-from .metric_info import default_tolerances
+from ..metrics import default_tolerances
 from .store import BaselineError, BaselineStore
 
 # (flag, ini name, metavar, help, ini default)
@@ -128,7 +129,18 @@ class BaselineGate:
         config (hashed as the *medium* part of the subject — leave out fields that must not split
         baselines, e.g. an injected test delay); ``workload``: the workload spec; ``model``: the
         model config (hashed as the *model* part); ``extra_fingerprint``: machine fields to add for
-        this check. Fails the test on a regression (and, in strict mode, on a missing baseline)."""
+        this check. Fails the test on a regression (and, in strict mode, on a missing baseline).
+        :meth:`evaluate` + :meth:`enforce` for callers that record the result before it fails."""
+        return self.enforce(self.evaluate(name, samples, scalars, config, workload, extra_fingerprint, model=model,
+                                          directions=directions, tolerances=tolerances))
+
+    def evaluate(self, name: str | None = None, samples: Mapping[str, list[float]] | None = None,
+                 scalars: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None,
+                 workload: Mapping[str, Any] | None = None, extra_fingerprint: Mapping[str, Any] | None = None,
+                 *, model: Any = None, directions: Mapping[str, str] | None = None,
+                 tolerances: Mapping[str, float] | None = None) -> CheckResult:
+        """The check's result, recorded but never failing the test (bad figures still fail it:
+        that is the caller's mistake, not a verdict)."""
         benchmark = benchmark_id(self.item, name)
         if self.settings.mode == "off":
             return self._record(CheckResult(benchmark=benchmark, status=checker.OFF, mode="off",
@@ -142,23 +154,26 @@ class BaselineGate:
                                        directions=directions, tolerances=tolerances,
                                        commit=session_commit(self.config))
         except BaselineError as exc:
-            return self._broken(benchmark, str(exc))
+            message = (f"{exc}\n(the file is left as it is; fix it, restore it from git, or rerun with "
+                       f"--disagg-refresh-baselines)")
+            return self._record(CheckResult(benchmark=benchmark, status="error", mode=self.settings.mode,
+                                            message=message))
         except (ValueError, TypeError) as exc:  # bad figures from the test: say which check
             pytest.fail(f"disagg_baseline.check({benchmark!r}): {exc}", pytrace=False)
-        self._record(result)
+        return self._record(result)
+
+    def enforce(self, result: CheckResult) -> CheckResult:
+        """Fail the test (or warn, in warn mode) as the result's mode says; return it otherwise."""
+        if result.status == "error":
+            if self.settings.mode == "warn":
+                warnings.warn(pytest.PytestWarning(result.message))
+                return result
+            pytest.fail(result.message, pytrace=False)
         if result.failed:
             pytest.fail(result.report(), pytrace=False)
         if self.settings.mode == "warn" and result.regressions:
             warnings.warn(pytest.PytestWarning(result.report()))
         return result
-
-    def _broken(self, benchmark: str, error: str) -> CheckResult:
-        message = f"{error}\n(the file is left as it is; fix it, restore it from git, or rerun with --disagg-refresh-baselines)"
-        result = self._record(CheckResult(benchmark=benchmark, status="error", mode=self.settings.mode, message=message))
-        if self.settings.mode == "warn":
-            warnings.warn(pytest.PytestWarning(message))
-            return result
-        pytest.fail(message, pytrace=False)
 
     def _record(self, result: CheckResult) -> CheckResult:
         self.item.stash.setdefault(CHECKS_KEY, []).append(result)
@@ -197,6 +212,7 @@ class BaselineSummary:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.seen:
             return
+        from .. import verdicts as words
         from .gate import Verdict, format_table
 
         tr = terminalreporter
@@ -205,21 +221,28 @@ class BaselineSummary:
         tr.write_line(f"mode {settings.mode}, directory {_short(settings.directory)}, "
                       f"tolerances {settings_mod.describe_tolerances(settings.tolerances, self._defaults())}, "
                       f"confidence {settings.confidence:g}")
-        quiet = 0
+        same = 0
         for status in ("error", "compared", "refreshed", "mismatch", "candidate"):
             for _nodeid, data in self.seen:
                 if data["status"] != status:
                     continue
                 verdicts = [Verdict.from_json(v) for v in data["verdicts"] if v.get("metric") != "*"]
-                shown = [v for v in verdicts if v.verdict in ("regression", "improvement")]
-                if status == "compared" and not shown:
-                    quiet += 1
+                word = words.normalize(data["word"]) if data.get("word") not in (None, "-") else words.NOT_COMPARED
+                if status == "compared" and word == words.SAME:
+                    same += 1
                     continue
-                tr.write_line(f"{data['word'] if status == 'compared' else status}: {data['message']}")
-                if shown:
-                    tr.write_line(format_table(shown))
-        if quiet:
-            tr.write_line(f"{quiet} benchmark(s) within tolerance of their baselines")
+                if status == "compared":
+                    called = [v for v in verdicts if v.verdict in (words.REGRESSED, words.IMPROVED)]
+                    open_ = sorted(v.metric for v in verdicts if v.verdict == words.UNDECIDED)
+                    tr.write_line(f"{word}: {data['message']}"
+                                  + (f" (undecided: {', '.join(open_)})" if open_ else ""))
+                    if called:
+                        tr.write_line(format_table(called))
+                else:
+                    tr.write_line(f"{status}: {data['message']}")
+        if same:
+            tr.write_line(f"{same} benchmark(s) the same as their baselines (every metric's interval inside "
+                          f"its tolerance)")
 
 
 def _short(path: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .gate import DEFAULT_CONFIDENCE
-from .metric_info import DEFAULT_TOLERANCES
+from ..metrics import DEFAULT_TOLERANCES
 
 MODES = ("off", "warn", "check", "strict")
 DEFAULT_MODE = "check"

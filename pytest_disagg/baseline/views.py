@@ -6,12 +6,15 @@ with tabulate and the report can plot the same history without parsing a table.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
+from .. import stats
+from ..metrics import describe
 from . import gate
 from .fingerprint import MACHINE_FIELDS, changed_fields, describe_machine
-from .metric_info import default_tolerances
+from ..metrics import default_tolerances
 from .store import BaselineStore, Entry, matches
 
 
@@ -175,15 +178,60 @@ class History:
     headers: list[str]
     rows: list[list[Any]]
     points: list[dict]           # the same, as dicts (for plots)
+    change_points: list[dict] = field(default_factory=list)   # per benchmark series, when asked for
 
 
-def history(store: BaselineStore, metric: str, pattern: str | None = None, *, stat: str = "median",
-            candidates: bool = False) -> History:
-    """One metric across every fingerprint, oldest first, with the machine fields that changed."""
+def _results_points(documents: Sequence[tuple[str, Mapping]], metric: str, stat: str,
+                    pattern: str | None) -> list[dict]:
+    """History points from results files (schema 2 carry the fingerprint; older ones say "-").
+
+    A run's series id is the benchmark id its baseline would have (module::test::name[load]), so
+    results and baselines of one benchmark form one series."""
+    key = {"median": "p50", "value": "p50"}.get(stat, stat)
+    points = []
+    for source, doc in documents:
+        top = doc.get("fingerprint") or {}
+        for run in doc.get("runs") or []:
+            test = str(run.get("test") or "")
+            path, _, name = test.partition("::")
+            bench = f"{Path(path).stem}::{name}::{run.get('benchmark')}[{run.get('load')}]" if name else str(
+                run.get("benchmark"))
+            if pattern and not matches(pattern, bench, str(run.get("benchmark"))):
+                continue
+            summary = (run.get("summary") or {}).get(metric)
+            if isinstance(summary, Mapping) and summary.get(key) is not None:
+                value, n = summary[key], summary.get("n")
+                ci = (summary.get("ci") or {}).get(key)
+            elif (run.get("scalars") or {}).get(metric) is not None:
+                value, n, ci = run["scalars"][metric], None, None
+            else:
+                continue
+            fp = run.get("fingerprint") or top
+            machine = fp.get("machine") or {}
+            points.append({"created": str(doc.get("created") or ""), "benchmark": bench, "value": float(value),
+                           "ci": ci, "n": n, "unit": describe_unit(metric), "candidate": False,
+                           "fingerprint": fp.get("machine_hash") or f"({Path(source).name})",
+                           "git": None, "machine": dict(machine)})
+    return points
+
+
+def describe_unit(metric: str) -> str:
+    try:
+        return describe(metric).unit
+    except ValueError:
+        return ""
+
+
+def history(store: BaselineStore | None, metric: str, pattern: str | None = None, *, stat: str = "median",
+            candidates: bool = False, results: Sequence[tuple[str, Mapping]] = (),
+            change_points: bool = False, max_pvalue: float = stats.DEFAULT_CP_PVALUE) -> History:
+    """One metric across every fingerprint (and results file), oldest first, with the machine
+    fields that changed; with ``change_points``, where each benchmark's series shifted level
+    (:func:`stats.change_points`, Apache Otava's E-Divisive means)."""
     if stat not in STATS:
         raise ValueError(f"stat {stat!r}: choose one of {', '.join(STATS)}")
     points = []
-    sources = [store.entries()] + ([store.entries(candidates=True)] if candidates else [])
+    sources = ([store.entries()] + ([store.entries(candidates=True)] if candidates else [])) if store else []
     for entries in sources:
         for e in entries:
             if not e.doc or not _matches(e, pattern) or metric not in e.doc["metrics"]:
@@ -195,14 +243,17 @@ def history(store: BaselineStore, metric: str, pattern: str | None = None, *, st
                            "value": value, "ci": ci, "n": m.get("n"), "unit": m.get("unit", ""),
                            "candidate": e.candidate, "git": e.doc.get("git_commit"),
                            "machine": e.doc["fingerprint"]["machine"]})
+    points += _results_points(results, metric, stat, pattern)
     if not points:
-        known = sorted({k for e in store.entries() if e.doc for k in e.doc["metrics"]})
-        raise UnknownIdError(f"no baseline has metric {metric!r}" + (f" for {pattern!r}" if pattern else "")
+        known = sorted({k for e in store.entries() if e.doc for k in e.doc["metrics"]}) if store else []
+        raise UnknownIdError(f"no baseline or results file has metric {metric!r}" + (f" for {pattern!r}" if pattern else "")
                              + f"; metrics stored: {', '.join(known) or 'none'}")
     points.sort(key=lambda p: (p["created"], p["benchmark"]))
     fields = sorted({k for p in points for k in p["machine"]},
                     key=lambda k: (MACHINE_FIELDS.index(k) if k in MACHINE_FIELDS else len(MACHINE_FIELDS), k))
     changing = [f for f in fields if len({repr(p["machine"].get(f)) for p in points}) > 1]
+    found = _series_change_points(points, max_pvalue) if change_points else []
+    starts = {(c["benchmark"], c["created"]): c for c in found}
     previous: dict[str, float] = {}
     rows = []
     for p in points:
@@ -212,9 +263,29 @@ def history(store: BaselineStore, metric: str, pattern: str | None = None, *, st
         ci = f"[{p['ci'][0]:.4g}, {p['ci'][1]:.4g}]" if p["ci"] else "-"
         row = [p["created"], p["fingerprint"] + (" (candidate)" if p["candidate"] else ""), p["benchmark"],
                f"{p['value']:.4g} {p['unit']}".rstrip(), ci, change]
+        if change_points:
+            cp = starts.get((p["benchmark"], p["created"]))
+            row.append(f"<< shift {cp['change'] * 100:+.1f} % (p={cp['pvalue']:.2g})" if cp and cp["change"] is not None
+                       else ("<< shift" if cp else ""))
         rows.append(row + [show_value(p["machine"].get(f)) for f in changing])
-    headers = ["created", "fingerprint", "benchmark", f"{metric} {stat}", "95 % CI", "vs previous"] + changing
-    return History(metric, stat, changing, headers, rows, points)
+    headers = (["created", "fingerprint", "benchmark", f"{metric} {stat}", "95 % CI", "vs previous"]
+               + (["change point"] if change_points else []) + changing)
+    return History(metric, stat, changing, headers, rows, points, found)
+
+
+def _series_change_points(points: list[dict], max_pvalue: float) -> list[dict]:
+    """Change points of each benchmark's series (points sorted oldest first): the point that
+    starts the new level, the mean before and after, and Otava's p-value."""
+    by_bench: dict[str, list[dict]] = {}
+    for p in points:
+        by_bench.setdefault(p["benchmark"], []).append(p)
+    out = []
+    for bench, series in by_bench.items():
+        for cp in stats.change_points([p["value"] for p in series], max_pvalue=max_pvalue):
+            first = series[cp.index]
+            out.append({"benchmark": bench, "index": cp.index, "created": first["created"],
+                        "fingerprint": first["fingerprint"], **cp.to_json()})
+    return out
 
 
 def show_value(value: Any) -> str:

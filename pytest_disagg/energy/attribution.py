@@ -11,11 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from .ipmi import COMPONENT as NODE_COMPONENT
 from .results import EnergyFigure, EnergyWindow
 
 ROLE_PREFILL = "prefill"
 ROLE_DECODE = "decode"
 ROLE_SHARED = "shared"
+# Components that contain others (the whole node; RAPL psys; core and uncore inside the package):
+# reported per token, but never summed with the disjoint ones into a share.
+CONTAINERS = frozenset({NODE_COMPONENT, "platform"})
+INSIDE_PACKAGE = frozenset({"cpu-core", "cpu-uncore"})
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,12 @@ class Attribution:
                 out[f"energy_{h.component.replace('-', '_')}_j"] = h.joules
         return out
 
+    def record(self) -> dict:
+        """The energy record of a run entry in the results JSON (``results.py``): everything of
+        :meth:`to_json`, the per-component table (:func:`components`) and the flat
+        :meth:`scalars`. One spelling, read by the report as it is."""
+        return {**self.to_json(), "components": components(self), "scalars": self.scalars()}
+
     def to_json(self) -> dict:
         return {
             "window": self.window,
@@ -106,6 +117,34 @@ class Attribution:
             "reliable": self.reliable,
             "idle_subtracted": self.idle_subtracted,
         }
+
+
+def components(attribution: Any) -> dict[str, dict[str, Any]]:
+    """Joules per (input + output) token of each component of an attribution (GPU, then host
+    components), and its share of the measured total; a component that was not readable says
+    why (``unavailable``), and is never 0.
+
+    Shares are taken over the disjoint components (GPU, CPU package, DRAM, ...); the whole node
+    and RAPL's platform domain contain those, and core/uncore sit inside the package, so they get
+    a figure per token but no share. Reads only ``prompt_tokens``, ``output_tokens``,
+    ``gpu_joules`` and ``host`` (figures with ``component``, ``joules``, ``unavailable``).
+    """
+    tokens = attribution.prompt_tokens + attribution.output_tokens
+    rows: dict[str, dict[str, Any]] = {"gpu": {"joules": attribution.gpu_joules}}
+    for figure in attribution.host:
+        rows[figure.component] = ({"joules": figure.joules} if figure.joules is not None
+                                  else {"unavailable": figure.unavailable})
+    disjoint = [c for c in rows if c not in CONTAINERS and c not in INSIDE_PACKAGE]
+    measured = sum(rows[c]["joules"] for c in disjoint if "joules" in rows[c])
+    complete = all("joules" in rows[c] for c in disjoint)
+    for component, row in rows.items():
+        if "joules" not in row:
+            continue
+        row["j_per_token"] = row["joules"] / tokens if tokens else None
+        if component in disjoint:
+            row["share"] = row["joules"] / measured if measured > 0 else None
+            row["share_of"] = "measured components" if complete else "measured components (some unavailable)"
+    return rows
 
 
 def gpus_by_role(servers: Iterable[Any]) -> dict[str, tuple[int, ...]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..results import SCHEMA_VERSION, load_results
+from ..results import READABLE_SCHEMAS, SCHEMA_VERSION, load_results, upgrade
 
 KIND_RESULTS = "results"
 KIND_BASELINE = "baseline"
@@ -67,9 +67,12 @@ def _need(cond: bool, source: str, what: str) -> None:
 def check_results(data: Any, source: str = "<results>") -> dict:
     """``data`` if it is a usable results document, else :class:`ReportInputError`."""
     _need(isinstance(data, dict), source, f"expected a JSON object, found {type(data).__name__}")
-    _need(data.get("schema_version") == SCHEMA_VERSION, source,
-          f"not a pytest-disagg results file of schema {SCHEMA_VERSION} "
+    _need(data.get("schema_version") in READABLE_SCHEMAS, source,
+          f"not a pytest-disagg results file of schema {' or '.join(map(str, READABLE_SCHEMAS))} "
           f"(schema_version={data.get('schema_version')!r})")
+    _need(isinstance(data.get("runs"), list), source, "field 'runs' missing or not a list")
+    data = upgrade(data)      # schema 1 (older files) read in the current shape
+    assert data["schema_version"] == SCHEMA_VERSION
     _need(isinstance(data.get("runs"), list), source, "field 'runs' missing or not a list")
     for key in ("deployments", "derived", "fingerprint", "options"):
         _need(isinstance(data.get(key, {}), dict), source, f"field {key!r} is not an object")

@@ -48,11 +48,10 @@ def parse_metric(spec: str) -> tuple[str, str]:
     if not name or stat not in STATS:
         raise ReportInputError(f"--metric {spec!r}: give METRIC[:STAT] with STAT one of {', '.join(STATS)} "
                                "(e.g. ttft_ms:p50, tpot_ms:p90, output_throughput)")
-    if name != "prompt_throughput":
-        try:
-            describe(name)
-        except MetricError as exc:
-            raise ReportInputError(f"--metric {spec!r}: {exc}") from None
+    try:
+        describe(name)
+    except MetricError as exc:
+        raise ReportInputError(f"--metric {spec!r}: {exc}") from None
     return name, stat
 
 

@@ -234,25 +234,25 @@ def _batch_axis(ax, xs: Sequence[float]) -> None:
 
 
 def components_of(run: RunView) -> dict[str, dict] | None:
-    """Per-component J/token and share: the entry's own table (``presets.energy_per_component``)
-    when stored, else computed from the attribution's GPU and host figures the same way."""
+    """Per-component J/token and share: the energy record's ``components``
+    (``Attribution.record()``; older files' spellings are mapped by ``results.upgrade``), else
+    computed from the attribution's GPU and host figures the same way."""
     e = run.energy
-    for key in ("per_component", "by_component", "components", "energy_per_component"):
-        if isinstance(e.get(key), Mapping) and e[key]:
-            return {str(k): dict(v) for k, v in e[key].items() if isinstance(v, Mapping)}
+    if isinstance(e.get("components"), Mapping) and e["components"]:
+        return {str(k): dict(v) for k, v in e["components"].items() if isinstance(v, Mapping)}
     host = e.get("host")
     if not isinstance(host, list) or not host or not _finite(e.get("gpu_joules")):
         return None
     from types import SimpleNamespace
 
-    from ..presets import energy_per_component
+    from ..energy.attribution import components
 
     figures = [SimpleNamespace(component=str(h.get("component")), joules=h.get("joules"),
                                unavailable=h.get("unavailable") or "not measured")
                for h in host if isinstance(h, Mapping)]
     att = SimpleNamespace(prompt_tokens=int(e.get("prompt_tokens") or 0), output_tokens=int(e.get("output_tokens") or 0),
                           gpu_joules=float(e["gpu_joules"]), host=figures)
-    return energy_per_component(att)
+    return components(att)
 
 
 def energy_by_component(runs: Sequence[RunView], ctx: Context, benchmark: str) -> Plot:

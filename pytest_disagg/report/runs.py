@@ -302,7 +302,7 @@ def metric_label(metric: str, stat: str | None = None) -> str:
     except MetricError:
         unit = "tok/s" if metric.endswith("throughput") else ""
     text = names.get(metric, metric)
-    if stat and describe_kind(metric) == "request":
+    if stat and describe_kind(metric) in ("request", "token"):
         text += f" {stat}"
     return f"{text} ({unit})" if unit and unit != "1" else text
 

@@ -31,7 +31,6 @@ from ..load.result import RunResult
 from ..load.workload import WorkloadSpec, fixed
 from ..mediums import MediumRegistry
 from ..models import resolve_model
-from ..presets import energy_per_component
 from ..results import SessionResults
 
 GPU_MACHINE = {"gpu": ["NVIDIA A100-PCIE-40GB"] * 2, "gpu_count": 2, "driver": "550.54.15", "cuda": "12.4",
@@ -139,7 +138,9 @@ class _Builder:
         dep = self.deployment(setup, prefix_caching)
         entry = self.results.add_run(benchmark=benchmark, test=f"tests/benchmarks/test_{benchmark}.py::"
                                      f"test_{benchmark}[{dep.key}-{load}]", deployment=dep, run=run, load=load,
-                                     extra=extra, energy=energy, verdicts=verdicts)
+                                     extra=extra, energy=energy, verdicts=verdicts,
+                                     fingerprint={**self.results.fingerprint, "subject": {"model": self.model.config_sha256}}
+                                     if "machine" in self.results.fingerprint else None)
         return entry
 
     def energy(self, setup: str, run: RunResult, j_per_token: float, *, components: bool = True,
@@ -160,9 +161,7 @@ class _Builder:
                 EnergyFigure.missing("node", "ipmi", "ipmitool not found on PATH", run.wall_s)]
         att = attribute(window, prefill_gpus=[0], decode_gpus=[0] if colocated else [1], prompt_tokens=prompt,
                         output_tokens=output, requests=len(ok), host=host if components else ())
-        data = att.to_json()
-        if components:
-            data["per_component"] = energy_per_component(att)
+        data = att.record() if components else att.to_json()     # the record the benchmarks store
         if ci is not None and data["joules_per_token"] is not None:
             data["joules_per_token_ci"] = [data["joules_per_token"] * (1 - ci), data["joules_per_token"] * (1 + ci)]
         return data
@@ -186,7 +185,7 @@ def _rate_sweep(b: _Builder, setups: Iterable[str], rates: Iterable[float], benc
             ttft, tpot = _latency(setup, rate)
             failed = 1 if (setup.endswith("disk") and k == len(list(rates)) - 1) else 0
             run = b.run(poisson(rate), ttft * slower, tpot * slower, failed=failed, seed=seed + k)
-            verdicts = [{"metric": m, "verdict": "ok" if not failed else "regression", "ratio": 1.0}
+            verdicts = [{"metric": m, "verdict": "same" if not failed else "regressed", "ratio": 1.0}
                         for m in ("ttft_ms", "tpot_ms")]
             b.add(benchmark, setup, run, f"rate={rate:g}", verdicts=verdicts)
 
