@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 from .. import stats
 from ..verdicts import IMPROVED, REGRESSED, SAME, UNDECIDED
@@ -64,6 +63,8 @@ def round_figures(rounds: Sequence[Sequence[float]]) -> np.ndarray:
 
 def p_value(a: np.ndarray, b: np.ndarray) -> float:
     """min(Mann-Whitney U, two-sample KS), both two-sided, exact where scipy can be."""
+    from scipy import stats as sps
+
     if np.ptp(np.concatenate([a, b])) == 0:
         return 1.0                                  # every figure equal: no evidence of a difference
     mw = sps.mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue
