@@ -25,10 +25,15 @@ def ab_spec(device: str, medium: str) -> WorkloadSpec:
                         output=fixed(shape["output"]), warmup=2, seed=5, max_wall_s=300.0, name="ab-latency")
 
 
-@pytest.mark.latency
-def test_ab_latency(request, disagg_deployment, disagg_options, disagg_bench):
+@pytest.fixture
+def ab_only(request):
+    """Skips before any deployment starts (it comes first in the test's arguments)."""
     if ab_session(request.config) is None:
         pytest.skip("A/B benchmark: runs only with --disagg-ab")
+
+
+@pytest.mark.latency
+def test_ab_latency(ab_only, disagg_deployment, disagg_options, disagg_bench):
     d = disagg_deployment
     spec = ab_spec(disagg_options.device, d.medium.name)
     disagg_bench.run(d, spec, benchmark="ab-latency", load=f"rate={spec.arrival.rate:g}/s",
