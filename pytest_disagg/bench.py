@@ -61,7 +61,17 @@ class Bench:
     def run(self, deployment, spec, *, benchmark: str, load: str, name: str | None = None,
             extra: dict | None = None, gate: bool = True):
         """Returns (RunResult, results entry). The entry carries the run's fingerprint and, when
-        gated, the verdicts (recorded before a regression fails the test)."""
+        gated, the verdicts (recorded before a regression fails the test). With ``--disagg-ab``: side
+        A's last round, not gated (``ab.runner``)."""
+        from .ab.pytest_plugin import ab_session
+
+        session = ab_session(self.request.config)
+        if session is not None:
+            from .ab.runner import run_ab
+            from .plugin import pool_of
+
+            return run_ab(self, deployment, spec, session=session, pool=pool_of(self.request.config),
+                          benchmark=benchmark, load=load, name=name or f"{benchmark}[{load}]", extra=extra)
         run = measured_run(deployment, spec, meter=self.meter)
         workload = run.workload.to_json()
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,

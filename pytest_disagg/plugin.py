@@ -24,6 +24,7 @@ pytest_plugins = [
     "pytest_disagg.baseline.pytest_plugin",
     "pytest_disagg.load.pytest_plugin",
     "pytest_disagg.export.pytest_plugin",
+    "pytest_disagg.ab.pytest_plugin",
 ]
 
 MARKERS = {
@@ -66,19 +67,28 @@ def pytest_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(hookspec)
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("disagg", "disaggregated serving (pytest-disagg)")
-    for flag, ini, help_text, default in OPTIONS:
+def add_option_table(parser, group, table) -> None:
+    """Each (flag, ini, help, default) of ``table`` as a command-line option with its ini twin."""
+    for flag, ini, help_text, default in table:
         group.addoption(flag, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
         parser.addini(ini, help=help_text, default=default)
 
 
-def _raw_options(config) -> dict:
+def raw_option_values(config, table) -> dict:
+    """Option name without ``--disagg-`` -> the command line's value, else the ini's, else None."""
     raw = {}
-    for flag, ini, _, _ in OPTIONS:
+    for flag, ini, _, _ in table:
         value = config.getoption(ini)
         raw[flag[len("--disagg-"):].replace("-", "_")] = value if value is not None else (config.getini(ini) or None)
     return raw
+
+
+def pytest_addoption(parser):
+    add_option_table(parser, parser.getgroup("disagg", "disaggregated serving (pytest-disagg)"), OPTIONS)
+
+
+def _raw_options(config) -> dict:
+    return raw_option_values(config, OPTIONS)
 
 
 def pytest_configure(config):

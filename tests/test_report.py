@@ -76,9 +76,10 @@ def test_page_references_exactly_the_pngs_it_wrote(full_report):
 def test_full_report_sections(full_report, full_doc):
     _, page = full_report
     assert "model llama-3.2-3b-shape on CUDA: 2x NVIDIA A100-PCIE-40GB" in page
-    # Only the history needs more than one file.
-    assert page.count("**Not measured:**") == 1
+    # Only the history needs more than one file, and A/B an A/B session (--disagg-ab).
+    assert page.count("**Not measured:**") == 2
     assert "**Not measured:**" in section(page, "History across versions")
+    assert "not an A/B session" in section(page, "A/B: side A beside side B")
     latency = section(page, "Latency vs request rate")
     assert "| lmcache-nixl | dis-gpu  | ttft_ms  | 5.40 [4.90, 6.00]" in latency
     assert "none in the measured range" in latency

@@ -49,6 +49,8 @@ class DeploymentConfig:
     proxy_fault: str = "none"            # test-only broken hand-off
     proxy_extra_delay_ms: float = 0.0    # injected delay (gate power measurement)
     extra_server_args: tuple[str, ...] = ()
+    python: str | None = None            # the servers' interpreter (A/B side B); None: this one
+    server_env: tuple[tuple[str, str], ...] = ()   # extra server environment (A/B side B)
     variant: str = ""                    # names a non-standard config in ids ("fault", "slow5pct")
     weights: str = "dummy"               # "dummy" (--load-format dummy) or "checkpoint" (pytest_disagg.checkpoints)
     kv_cache_dtype: str = "auto"         # vLLM's --kv-cache-dtype
@@ -284,7 +286,8 @@ class DeploymentPool:
                 spec = ServerSpec(
                     role=role, model_dir=model_dir, served_name=model.name, device=config.device, dtype=dtype,
                     max_model_len=config.max_model_len, prefix_caching=config.prefix_caching,
-                    kv_transfer_config=setup.kv_transfer_config, env=setup.env, gpu_indices=gpu_sets[i],
+                    kv_transfer_config=setup.kv_transfer_config, env={**setup.env, **dict(config.server_env)},
+                    gpu_indices=gpu_sets[i], python=config.python,
                     cpu_cores=cores[i], gpu_memory_utilization=mem_util if config.device == "cuda" else None,
                     block_size=config.block_size, max_num_seqs=config.max_num_seqs,
                     extra_args=config.extra_server_args, load_format=load_format,

@@ -105,10 +105,11 @@ class ServerSpec:
     extra_args: tuple[str, ...] = ()
     load_format: str = "dummy"             # "auto": real weights (a checkpoint from pytest_disagg.checkpoints)
     kv_cache_dtype: str = "auto"
+    python: str | None = None              # another interpreter (A/B side B); None: this one
 
     def command(self, port: int) -> list[str]:
         cmd = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            self.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--host", "127.0.0.1", "--port", str(port),
             "--model", str(self.model_dir), "--served-model-name", self.served_name,
             "--load-format", self.load_format, "--dtype", self.dtype, "--enforce-eager",

@@ -78,6 +78,7 @@ def render(primary: Document | None, documents: Sequence[Document], out_dir: Pat
         _batch_section(runs, data, ctx),
         _kv_section(runs, ctx),
         _tables_section(runs),
+        _ab_section(data),
         _deployments_section(data),
         _fingerprint_section(primary),
     ]
@@ -240,6 +241,17 @@ def _tables_section(runs: list[RunView]) -> Section:
     section.blocks.append("Latency cells: median [95 % bootstrap CI]; `n`: successful measured requests; "
                           "`gate`: the worst verdict of the run's metrics, worst first regressed > invalid > "
                           "undecided > not compared > improved > same (`-` where no baseline was checked).")
+    return section
+
+
+def _ab_section(data: Mapping[str, Any]) -> Section:
+    from ..ab.tables import ab_markdown
+
+    section = Section("A/B: side A beside side B")
+    if not data.get("ab"):
+        section.missing = "not an A/B session (`pytest --disagg-ab=PYTHON` or `--disagg-ab=same --disagg-ab-env=...`)"
+        return section
+    section.blocks.append(ab_markdown((data.get("options") or {}).get("ab") or {}, data["ab"]))
     return section
 
 

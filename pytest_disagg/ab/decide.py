@@ -1,0 +1,143 @@
+"""The A/B verdict per metric, Pinpoint-style, over rounds.
+
+A *round* is one run of the workload on each side (A then B, or B then A: ``round_order``).
+For a metric, each round gives one figure per side (the median of its per-request samples, or
+the run's figure for throughputs), and the verdict of ``decide`` is:
+
+- ``regressed`` / ``improved``: the sides differ — p = min(Mann-Whitney U, Kolmogorov-Smirnov)
+  over the round figures is at most ``alpha`` split over both tests and every planned look
+  (Bonferroni: the rounds are looked at more than once and the smaller of two p-values is taken,
+  so the per-look level is ``alpha / (2 * looks)``) *and* the B/A ratio's interval (whole rounds
+  resampled, paired: ``stats.clustered_ratio_of_medians``) lies on one side of 1;
+- ``same``: the ratio's interval lies inside ``1 ± same_band`` (the effect-size threshold: a
+  change smaller than that is not worth a verdict);
+- ``undecided`` otherwise; the runner then adds rounds up to the budget.
+
+Rounds, not requests, are the unit: requests of one run share its deployment's state and the
+host's moment, so testing them as independent would call drift a regression.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .. import stats
+from ..verdicts import IMPROVED, REGRESSED, SAME, UNDECIDED
+
+ALPHA = 0.01            # family level of one metric's verdict over all its looks
+SAME_BAND = 0.025       # |B/A - 1| below this, with confidence, is "same" (half the 5 % to detect)
+CONFIDENCE = 0.99
+RESAMPLES = 2000
+
+
+def round_order(n_rounds: int) -> list[tuple[str, str]]:
+    """Side order per round, alternating (A B, B A, A B ...): A, B, B, A, A, B ... so that neither
+    side always runs first and a linear drift of the host hits both sides alike."""
+    return [("A", "B") if k % 2 == 0 else ("B", "A") for k in range(n_rounds)]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str
+    direction: str
+    verdict: str
+    rounds: int
+    ratio: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    p: float | None = None
+    level: float | None = None
+    a_median: float | None = None
+    b_median: float | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def round_figures(rounds: Sequence[Sequence[float]]) -> np.ndarray:
+    return np.array([float(np.median(r)) for r in rounds])
+
+
+def p_value(a: np.ndarray, b: np.ndarray) -> float:
+    """min(Mann-Whitney U, two-sample KS), both two-sided, exact where scipy can be."""
+    from scipy import stats as sps
+
+    if np.ptp(np.concatenate([a, b])) == 0:
+        return 1.0                                  # every figure equal: no evidence of a difference
+    mw = sps.mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue
+    ks = sps.ks_2samp(a, b, alternative="two-sided", method="auto").pvalue
+    return float(min(mw, ks))
+
+
+def level(looks: int, alpha: float = ALPHA) -> float:
+    return alpha / (2 * max(1, looks))
+
+
+def decide(metric: str, direction: str, a_rounds: Sequence[Sequence[float]], b_rounds: Sequence[Sequence[float]], *,
+           looks: int, alpha: float = ALPHA, same_band: float = SAME_BAND, confidence: float = CONFIDENCE,
+           resamples: int = RESAMPLES, seed: int = stats.DEFAULT_SEED) -> Verdict:
+    """The verdict of one metric from its per-round samples of each side."""
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+    n = min(len(a_rounds), len(b_rounds))
+    if n < 2:
+        return Verdict(metric, direction, UNDECIDED, n, reason=f"{n} round(s) per side: nothing to test")
+    a_rounds, b_rounds = list(a_rounds)[:n], list(b_rounds)[:n]
+    a, b = round_figures(a_rounds), round_figures(b_rounds)
+    ratio, lo, hi = stats.clustered_ratio_of_medians(a_rounds, b_rounds, confidence=confidence,
+                                                     resamples=resamples, seed=seed, paired=True)
+    p = p_value(a, b)
+    lvl = level(looks, alpha)
+    base = dict(metric=metric, direction=direction, rounds=n, ratio=ratio, lo=lo, hi=hi, p=p, level=lvl,
+                a_median=float(np.median(np.concatenate([np.asarray(r, float) for r in a_rounds]))),
+                b_median=float(np.median(np.concatenate([np.asarray(r, float) for r in b_rounds]))))
+    if p <= lvl and (lo > 1.0 or hi < 1.0):
+        worse = (lo > 1.0) == (direction == "lower")
+        return Verdict(verdict=REGRESSED if worse else IMPROVED,
+                       reason=f"p={p:.2g} <= {lvl:.2g} and the interval excludes 1", **base)
+    if 1.0 - same_band <= lo and hi <= 1.0 + same_band:
+        return Verdict(verdict=SAME, reason=f"interval inside 1 ± {same_band:g}", **base)
+    return Verdict(verdict=UNDECIDED, reason=f"p={p:.2g} > {lvl:.2g} or interval reaches 1, "
+                                             f"and interval not inside 1 ± {same_band:g}", **base)
+
+
+class Sequential:
+    """Rounds accumulate; at each planned look every metric is decided; done when none is undecided
+    (or the budget is spent). ``metrics`` maps name -> direction."""
+
+    def __init__(self, metrics: Mapping[str, str], looks: Sequence[int], **rule):
+        if not looks or list(looks) != sorted(set(looks)):
+            raise ValueError(f"looks must be increasing round counts, got {list(looks)!r}")
+        self.metrics = dict(metrics)
+        self.looks = tuple(looks)
+        self.rule = rule
+        self.a: dict[str, list] = {m: [] for m in self.metrics}
+        self.b: dict[str, list] = {m: [] for m in self.metrics}
+        self.verdicts: dict[str, Verdict] = {}
+
+    @property
+    def rounds(self) -> int:
+        return min((len(v) for v in self.a.values()), default=0)
+
+    @property
+    def max_rounds(self) -> int:
+        return self.looks[-1]
+
+    def add_round(self, a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]]) -> None:
+        for m in self.metrics:
+            if m in a and m in b and len(a[m]) and len(b[m]):
+                self.a[m].append(np.asarray(a[m], dtype=float))
+                self.b[m].append(np.asarray(b[m], dtype=float))
+
+    def look(self) -> bool:
+        """Decide at a planned look; True when the rounds are done (all decided or budget spent)."""
+        n = self.rounds
+        if n not in self.looks:
+            return n >= self.max_rounds
+        self.verdicts = {m: decide(m, d, self.a[m], self.b[m], looks=len(self.looks), **self.rule)
+                         for m, d in self.metrics.items() if len(self.a[m]) >= 1}
+        return n >= self.max_rounds or all(v.verdict != UNDECIDED for v in self.verdicts.values())
+

@@ -1,0 +1,60 @@
+"""pytest wiring of ``--disagg-ab*``: options (with ini twins), the side-B probe, the JSON section
+and the terminal table. ``bench.Bench.run`` asks ``ab_session(config)`` whether to run rounds."""
+from __future__ import annotations
+
+import pytest
+
+from ..options import OptionError
+from .options import OPTIONS, build_ab_options
+from .probe import probe_interpreter, side_fingerprint
+from .runner import ABSession
+from .tables import ab_table
+
+_AB_KEY = pytest.StashKey["ABSession | None"]()
+
+
+def pytest_addoption(parser):
+    from ..plugin import add_option_table
+
+    add_option_table(parser, parser.getgroup("disagg-ab", "A/B in one session (pytest-disagg)"), OPTIONS)
+
+
+def raw_ab_options(config) -> dict:
+    from ..plugin import raw_option_values
+
+    return raw_option_values(config, OPTIONS)
+
+
+def pytest_configure(config):
+    try:
+        options = build_ab_options(raw_ab_options(config))
+        probe = probe_interpreter(options.python) if options is not None and options.python else None
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_AB_KEY] = ABSession(options, probe) if options is not None else None
+
+
+def ab_session(config) -> ABSession | None:
+    session = config.stash.get(_AB_KEY, None)
+    if session is not None and not session.fingerprints:
+        from ..baseline.pytest_plugin import machine_fingerprint
+
+        machine = machine_fingerprint(config)
+        session.fingerprints = {"A": side_fingerprint(machine, None), "B": side_fingerprint(machine, session.probe)}
+    return session
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_disagg_update_json(config, results):
+    session = config.stash.get(_AB_KEY, None)
+    if session is not None and session.pairs:
+        results["ab"] = list(session.pairs)
+        results.setdefault("options", {})["ab"] = session.setup_json()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    session = config.stash.get(_AB_KEY, None)
+    if session is None or not session.pairs:
+        return
+    terminalreporter.write_sep("-", "disagg: A/B (B/A ratio of medians, 99 % interval over rounds)")
+    terminalreporter.write_line(ab_table(session.setup_json(), session.pairs))

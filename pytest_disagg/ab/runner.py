@@ -1,0 +1,142 @@
+"""A/B rounds on real deployments: what ``disagg_bench.run`` does when ``--disagg-ab`` is given.
+
+Per call: side B's configuration is side A's with B's interpreter, environment and extra server
+arguments; rounds run the workload on both sides in ``decide.round_order`` (each round with its
+own seed, the same for both sides, so that a round's two runs send the same requests and
+prefix caches never see a repeated prompt across rounds); at each planned look every metric is
+decided and, while one is undecided, rounds are added up to ``--disagg-ab-max-rounds``. Every run
+lands in the results JSON tagged with its side and round; the pair and its verdicts go to the
+session's ``ABSession.pairs`` (the JSON's ``ab`` section). A ``regressed`` verdict fails the test.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .. import verdicts as words
+from ..metrics import METRICS
+from .decide import Sequential, round_order
+from .options import ABOptions
+
+# Per-request metrics decided from each round's median, and run-level figures (one per round).
+REQUEST_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms")
+RUN_METRICS = ("output_throughput", "request_throughput")
+AB_METRICS = REQUEST_METRICS + RUN_METRICS
+
+
+@dataclass
+class ABSession:
+    """The session's A/B state: options, both sides' fingerprints, and every pair decided."""
+
+    options: ABOptions
+    probe: dict | None                      # side B's interpreter probe (None: same interpreter)
+    fingerprints: dict[str, dict] = field(default_factory=dict)     # "A" / "B" -> fingerprint
+    pairs: list[dict] = field(default_factory=list)
+
+    def side_b(self, config):
+        """Side B's DeploymentConfig for side A's."""
+        o = self.options
+        return replace(config, python=o.python, server_env=tuple(config.server_env) + o.env,
+                       extra_server_args=tuple(config.extra_server_args) + o.server_args,
+                       variant=(config.variant + "-B") if config.variant else "B")
+
+    def describe_side(self, side: str) -> dict:
+        o = self.options
+        if side == "A":
+            return {"python": sys.executable, "env": {}, "server_args": []}
+        return {"python": o.python or sys.executable, "env": dict(o.env), "server_args": list(o.server_args)}
+
+    def setup_json(self) -> dict:
+        """What the session compared (the results JSON's ``options.ab``): options, both sides."""
+        return {**self.options.describe(),
+                "sides": {s: {**self.describe_side(s), "fingerprint": self.fingerprints.get(s, {})} for s in "AB"}}
+
+    def verdict(self) -> str:
+        return words.worst([p["verdict"] for p in self.pairs])
+
+
+def round_figures(run) -> dict[str, list[float]]:
+    """What one run contributes to a round, per metric: per-request samples, or the run's figure."""
+    samples, scalars = run.samples(), run.scalars()
+    out = {m: list(samples[m]) for m in REQUEST_METRICS if m in samples and len(samples[m])}
+    out.update({m: [float(scalars[m])] for m in RUN_METRICS if m in scalars and scalars[m] is not None})
+    return out
+
+
+def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str, load: str,
+           name: str, extra: dict | None = None):
+    """Rounds of ``spec`` on A (``deployment``'s config) and B; returns side A's last (run, entry)."""
+    from ..measure import measured_run
+
+    cfg = {"A": deployment.config, "B": session.side_b(deployment.config)}
+    fresh = session.options.fresh_for(deployment.config.device)
+    if not fresh and deployment.config.device == "cpu":
+        pool.max_live = max(pool.max_live, 2)       # both sides stay up between rounds
+    seq = Sequential({m: METRICS[m].direction for m in AB_METRICS}, session.options.looks())
+    results = bench.results
+    indices: list[int] = []
+    keys: dict[str, str] = {}
+    last: dict[str, Any] = {}
+    for k, order in enumerate(round_order(seq.max_rounds)):
+        figures = {}
+        for side in order:
+            dep = pool.get(cfg[side])
+            keys[side] = dep.key
+            round_spec = dataclasses.replace(spec, seed=spec.seed * 1000 + k)
+            run = measured_run(dep, round_spec, meter=bench.meter)
+            entry = results.add_run(benchmark=benchmark, test=bench.request.node.nodeid, deployment=dep, run=run,
+                                    load=load, extra={**(extra or {}), "ab_round": k}, side=side,
+                                    fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep, round_spec))
+            entry["ab_round"] = k
+            indices.append(len(results.runs) - 1)
+            run.check_failures()
+            figures[side] = round_figures(run)
+            last[side] = (run, entry)
+        seq.add_round(figures["A"], figures["B"])
+        if fresh:
+            for side in "AB":
+                pool.release(cfg[side])
+        if seq.look():
+            break
+    sides_of = {"A": [i for i in indices if results.runs[i].get("side") == "A"],
+                "B": [i for i in indices if results.runs[i].get("side") == "B"]}
+    pairs = [pair_entry(v, benchmark=benchmark, name=name, test=bench.request.node.nodeid, load=load, keys=keys,
+                        runs=sides_of, fresh=fresh, looks=seq.looks, session=session) for v in seq.verdicts.values()]
+    session.pairs += pairs
+    worst = words.worst([p["verdict"] for p in pairs])
+    if worst == words.REGRESSED:
+        import pytest
+
+        bad = ", ".join(f"{m} B/A {v.ratio:.3f} [{v.lo:.3f}, {v.hi:.3f}]" for m, v in seq.verdicts.items()
+                        if v.verdict == words.REGRESSED)
+        pytest.fail(f"A/B {name} on {keys.get('A')}: B regressed after {seq.rounds} rounds: {bad}", pytrace=False)
+    return last["A"]
+
+
+def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, session) -> dict:
+    """One metric's A/B comparison in the results JSON's ``ab`` list (shape: ``results.py``)."""
+    from .decide import CONFIDENCE, SAME_BAND
+
+    return {"benchmark": benchmark, "name": name, "test": test, "load": load, "deployment": keys.get("A"),
+            "deployment_b": keys.get("B"), "metric": v.metric, "direction": v.direction, "rounds": v.rounds,
+            "a_runs": runs["A"], "b_runs": runs["B"], "ratio": v.ratio,
+            "ci": None if v.lo is None else [v.lo, v.hi], "confidence": CONFIDENCE, "tolerance": SAME_BAND,
+            "p": v.p, "level": v.level, "a_median": v.a_median, "b_median": v.b_median, "reason": v.reason,
+            "verdict": v.verdict, "fresh": fresh, "looks": list(looks),
+            "fingerprint_a": session.fingerprints.get("A", {}), "fingerprint_b": session.fingerprints.get("B", {})}
+
+
+def run_fingerprint(machine: dict, deployment, spec) -> dict:
+    """A run's full fingerprint (``Fingerprint.to_json()``) with its side's machine fields: side B's
+    runs name side B's vLLM / torch / NIXL / LMCache."""
+    from ..baseline import fingerprint
+
+    model = getattr(deployment, "model", None)
+    if model is None:                      # a deployment without a model config: the machine alone
+        return fingerprint.Fingerprint(machine).to_json()
+    from ..bench import subject_config
+
+    return fingerprint.collect(model=model.config_sha256, medium=subject_config(deployment),
+                               workload=spec.to_json(), machine=machine).to_json()

