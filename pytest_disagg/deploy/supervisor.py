@@ -162,7 +162,8 @@ class Supervisor:
             return 0
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            signal.signal(sig, signal.SIG_DFL)
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(sig, signal.SIG_DFL)
             os.kill(os.getpid(), sig)    # exit the way the child did
             return 128 + sig
         return os.waitstatus_to_exitcode(status)
