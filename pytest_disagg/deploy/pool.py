@@ -364,7 +364,9 @@ class DeploymentPool:
                 handles.append(server.wait_ready(self.server_timeout_s))
             else:
                 pending.append(server)
-        handles += [server.wait_ready(self.server_timeout_s) for server in pending]
+        # Started together, waited for together: one that dies ends the wait for all.
+        handles += [server.wait_ready(self.server_timeout_s, watch=[s.child for s in pending if s is not server])
+                    for server in pending]
         stage[0] = "proxy start-up"
         proxy_ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=0, peer_ports=ports,
                                   services=services)

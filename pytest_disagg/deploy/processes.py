@@ -206,15 +206,17 @@ def start(name: str, cmd: Sequence[str], *, env: Mapping[str, str], log_path: Pa
     return child
 
 
-def wait_healthy(child: Child, healthy: Callable[[], bool], timeout_s: float, *, hint: str = "") -> float:
+def wait_healthy(child: Child, healthy: Callable[[], bool], timeout_s: float, *, hint: str = "",
+                 watch: Sequence[Child] = ()) -> float:
     """Poll ``healthy()`` until it is true; seconds it took since the start. :class:`StartError` when
-    the child exits first or ``timeout_s`` (counted from the start) passes — the child is left running
-    for the caller to stop."""
+    the child (or one of ``watch``, started alongside) exits first or ``timeout_s`` (counted from the
+    start) passes — the children are left running for the caller to stop."""
     deadline = child.started + timeout_s
     interval = 0.05
     while True:
-        if not child.alive():
-            raise StartError(child.explain(f"{child.status_text()} before becoming healthy"))
+        for c in (child, *watch):
+            if not c.alive() and not c.stopped_by_us:
+                raise StartError(c.explain(f"{c.status_text()} before becoming healthy"))
         if healthy():
             return time.monotonic() - child.started
         if time.monotonic() > deadline:

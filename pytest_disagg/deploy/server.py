@@ -136,11 +136,12 @@ class VllmServer:
         self.child = processes.start(self.name, self.spec.command(self.port), env=self.spec.environment(),
                                      log_path=self.log_path, ports=(self.port,))
 
-    def wait_ready(self, timeout_s: float) -> ServerHandle:
+    def wait_ready(self, timeout_s: float, watch=()) -> ServerHandle:
+        """The handle once healthy; :class:`ServerStartError` if it (or one of ``watch``) dies first."""
         assert self.child is not None, "start() first"
         try:
             startup_s = processes.wait_healthy(self.child, lambda: _healthy(self.url), timeout_s,
-                                               hint=" (--disagg-server-timeout)")
+                                               hint=" (--disagg-server-timeout)", watch=watch)
         except processes.StartError as exc:
             raise ServerStartError(str(exc)) from None
         self.handle = ServerHandle(
