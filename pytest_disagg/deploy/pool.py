@@ -241,10 +241,15 @@ class DeploymentPool:
             deployment = self._start(config, children)
         except (processes.StartError, DeploymentError, OSError) as exc:
             message = str(exc)
-            if not (getattr(exc, "died", False) and self._restarts.get(key, 0) < MAX_RESTARTS):
+            restarts = self._restarts.get(key, 0)
+            if getattr(exc, "died", False) and restarts < MAX_RESTARTS:
+                # A process died (killed, OOM): the next test that needs it starts it afresh.
+                self._restarts[key] = restarts + 1
+                message += "\n(a process died: the next test that needs this deployment starts it again)"
+            else:
+                if getattr(exc, "died", False):
+                    message += f"\n(started {restarts + 1} times in this session: not again)"
                 self._failed[key] = message
-            else:       # a process died (killed, OOM): the next test that needs it starts it afresh
-                self._restarts[key] = self._restarts.get(key, 0) + 1
             raise DeploymentError(message) from None
         self._live[key] = _Running(deployment, children)
         return deployment
@@ -260,11 +265,13 @@ class DeploymentPool:
         if not dead:
             return None
         text = f"deployment {config.key()}: a process died ({stage}):\n{explain_deaths(dead)}"
-        for c in dead:
-            self.deaths.append({"deployment": config.key(), "process": c.name, "pid": c.pid, "stage": stage,
-                                "status": c.poll(), "log": str(c.log_path)})
+        self._record_deaths(config, dead, stage)
         self._stop(key)
         return text
+
+    def _record_deaths(self, config: DeploymentConfig, dead, stage: str) -> None:
+        self.deaths += [{"deployment": config.key(), "process": c.name, "pid": c.pid, "stage": stage,
+                         "status": c.poll(), "log": str(c.log_path)} for c in dead]
 
     def release(self, config: DeploymentConfig) -> None:
         """Stop a deployment now, e.g. before a benchmark that wants the machine to itself."""
@@ -305,11 +312,7 @@ class DeploymentPool:
                 others = [c for c in dead if str(c.pid) not in str(exc)]
                 if others:
                     message += "\n" + explain_deaths(others)
-            for c in dead:
-                self.deaths.append({"deployment": config.key(), "process": c.name, "pid": c.pid, "stage": stage[0],
-                                    "status": c.poll(), "log": str(c.log_path)})
-            if dead:
-                message += "\n(a process died: the next test that needs this deployment starts it again)"
+            self._record_deaths(config, dead, stage[0])
             error = DeploymentError(message)
             error.died = bool(dead)
             raise error from None
