@@ -122,6 +122,8 @@ def pytest_sessionfinish(session):
         if results is not None and options is not None and options.json_path is not None and results.runs:
             if pool is not None:
                 results.derived.setdefault("deployment_starts", pool.starts)
+                if pool.deaths:
+                    results.derived.setdefault("deployment_deaths", pool.deaths)
             document = results.to_json()
             config.hook.pytest_disagg_update_json(config=config, results=document)
             results.write(options.json_path, document)
