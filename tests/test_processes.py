@@ -70,7 +70,7 @@ def test_the_whole_tree_dies_with_its_owner_whatever_kills_it(tmp_path, runtime_
     try:
         assert owner.stdout.readline().strip() == b"ready"
         _wait_for(lambda: "tree up" in (tmp_path / "tree.log").read_text(), 60, "the process tree")
-        _wait_for(lambda: len(_tree(owner.pid)) >= 5, 30, "supervisor, tree, spawn child, tracker, grandchild")
+        _wait_for(lambda: len(_tree(owner.pid)) >= 6, 30, "supervisor, tree, spawn child, tracker, grandchild, daemon")
         seen = _tree(owner.pid)
         states = list(runtime_dir.glob("session-*.json"))
         assert [s.name for s in states] == [f"session-{owner.pid}.json"]
@@ -91,7 +91,7 @@ def test_the_whole_tree_dies_with_its_owner_whatever_kills_it(tmp_path, runtime_
 def test_stop_ends_the_tree_and_returns_the_childs_own_status(tmp_path, runtime_dir):
     child = _start_tree(tmp_path)
     tree = _tree(child.supervisor.pid)
-    assert child.pid in tree and len(tree) >= 4
+    assert child.pid in tree and len(tree) >= 5
     state = json.loads(next(runtime_dir.glob("session-*.json")).read_text())
     assert [p["pid"] for p in state["processes"]] == [child.pid]
     assert processes.stop(child) == -signal.SIGTERM
