@@ -78,20 +78,36 @@ class Child:
     started: float = field(default_factory=time.monotonic)
     stopped_by_us: bool = False
     _log: object = None
+    _starttime: int | None = None
+
+    def __post_init__(self):
+        self._starttime = _starttime(self.pid)
 
     @property
     def pgid(self) -> int:
         return self.supervisor.pid     # start_new_session: the supervisor leads the group
 
     def poll(self) -> int | None:
-        """The command's exit status (negative: killed by that signal), None while it runs."""
+        """The command's exit status (negative: killed by that signal), None until its supervisor
+        has ended what the command left and exited the way the command did."""
         return self.supervisor.poll()
 
     def alive(self) -> bool:
-        return self.poll() is None
+        """False as soon as the command itself is gone (its supervisor may still be cleaning up)."""
+        if self.supervisor.poll() is not None:
+            return False
+        st = _sup.proc_stat(self.pid)
+        return st is not None and (self._starttime is None or st[3] == self._starttime)
+
+    def wait_status(self) -> int | None:
+        """The command's exit status once it is dead, waiting for the supervisor to finish (a few s)."""
+        try:
+            return self.supervisor.wait(timeout=self.grace_s + 5)
+        except subprocess.TimeoutExpired:
+            return None
 
     def status_text(self) -> str:
-        return describe_status(self.poll())
+        return describe_status(self.poll() if self.alive() else self.wait_status())
 
     def explain(self, what: str, lines: int = 50) -> str:
         """``what`` happened, with the command, the exception lines of its log and its log tail."""

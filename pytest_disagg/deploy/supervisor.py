@@ -12,8 +12,8 @@ imported by the child. It
   pytest is gone, however it died (SIGKILL and the OOM killer included), and the supervisor ends
   every descendant within GRACE_S (at most 3 s) and exits;
 - on SIGTERM (``processes.stop``) ends every descendant, SIGTERM first and SIGKILL after GRACE_S;
-- when CMD exits by itself, ends what CMD left behind and exits the way CMD did (same exit code,
-  or killed by the same signal), so pytest sees the child's own exit status.
+- when CMD exits by itself, ends what CMD left behind (within 3 s) and exits the way CMD did (same
+  exit code, or killed by the same signal), so pytest sees the child's own exit status.
 
 Nothing is found by name or port: the descendants are this process's tree (walked in ``/proc``)
 plus the members of any process group or session a descendant created.
@@ -153,10 +153,10 @@ class Supervisor:
                     parent_gone = True
                     break
             self._reap()
-        if parent_gone:
-            self.end_all(min(self.grace_s, PARENT_GONE_GRACE_S))
-        else:
+        if self.stop_requested and not parent_gone:
             self.end_all(self.grace_s)
+        else:   # pytest is gone, or the command died and what it left is of no use: be quick
+            self.end_all(min(self.grace_s, PARENT_GONE_GRACE_S))
         status = self.child_status
         if status is None:
             return 0
