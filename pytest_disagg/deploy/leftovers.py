@@ -68,6 +68,7 @@ def _cmdline(pid: int) -> str:
 
 def _port_busy(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is not "in use"
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -81,6 +81,16 @@ def descendants(root: int, stats: dict[int, tuple[int, int, int, int]] | None = 
     return found
 
 
+def _report(fd: int, line: str) -> None:
+    """Tell pytest the child's pid (or why it could not start); a dead reader is not an error here."""
+    try:
+        os.write(fd, (line + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _signal(pids, sig: int) -> None:
     for pid in pids:
         try:
@@ -131,13 +141,17 @@ class Supervisor:
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
         except OSError as exc:
-            os.write(report_fd, f"error {type(exc).__name__}: {exc}\n".encode())
-            os.close(report_fd)
+            _report(report_fd, f"error {type(exc).__name__}: {exc}")
             return 127
         self.child = proc.pid
         proc.returncode = 0            # we reap it ourselves (waitpid(-1)); keep Popen from trying
-        os.write(report_fd, f"{proc.pid}\n".encode())
-        os.close(report_fd)
+        try:
+            _report(report_fd, str(proc.pid))     # pytest may be dead already: then EOF follows
+            return self._watch()
+        finally:
+            self.end_all(min(self.grace_s, PARENT_GONE_GRACE_S))   # whatever went wrong, nothing stays
+
+    def _watch(self) -> int:
         parent_gone = False
         while self.child_status is None and not self.stop_requested:
             try:
