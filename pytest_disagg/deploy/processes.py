@@ -133,6 +133,7 @@ class _Session:
     def __init__(self):
         self.lock = threading.RLock()
         self.children: dict[int, Child] = {}
+        self.starting: dict[int, dict] = {}       # supervisors whose command's pid is not known yet
         self.dirs: set[str] = set()
         self._watch: tuple[int, int] | None = None
         self._pid = None
@@ -155,6 +156,7 @@ class _Session:
                     pass
             self._watch = None
         self.children = {}
+        self.starting = {}
         self.dirs = set()
 
     def state_path(self) -> Path:
@@ -163,14 +165,15 @@ class _Session:
     def save(self) -> None:
         with self.lock:
             path = self.state_path()
-            if not self.children and not self.dirs:
+            if not self.children and not self.dirs and not self.starting:
                 try:
                     path.unlink()
                 except OSError:
                     pass
                 return
             doc = {"pid": os.getpid(), "starttime": _starttime(os.getpid()), "argv": sys.argv[:8],
-                   "created": time.time(), "processes": [c.to_state() for c in self.children.values()],
+                   "created": time.time(),
+                   "processes": [c.to_state() for c in self.children.values()] + list(self.starting.values()),
                    "dirs": sorted(self.dirs)}
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -207,11 +210,22 @@ def start(name: str, cmd: Sequence[str], *, env: Mapping[str, str], log_path: Pa
         log.close()
         raise
     os.close(report_w)
-    with os.fdopen(report_r, "rb") as fh:
-        line = fh.readline().decode(errors="replace").strip()
+    with _session.lock:     # recorded before the wait: a kill right now must still leave a trace
+        _session.starting[sup.pid] = {"name": name, "pid": None, "supervisor_pid": sup.pid, "pgid": sup.pid,
+                                      "starttime": _starttime(sup.pid), "cmd": list(cmd)[:12],
+                                      "ports": list(ports), "log": str(log_path)}
+        _session.save()
+    try:
+        with os.fdopen(report_r, "rb") as fh:
+            line = fh.readline().decode(errors="replace").strip()
+    finally:
+        with _session.lock:
+            _session.starting.pop(sup.pid, None)
     if not line.isdigit():
         sup.wait()
         log.close()
+        with _session.lock:
+            _session.save()
         raise StartError(f"{name} could not be started: {line or 'the supervisor died'}\ncommand: {' '.join(cmd)}\n"
                          f"log: {log_path}\n{log_tail(log_path, 20)}")
     child = Child(name=name, cmd=tuple(cmd), supervisor=sup, pid=int(line), log_path=log_path,
