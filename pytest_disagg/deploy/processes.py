@@ -17,6 +17,7 @@ Nothing is ever killed by name or by port.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -234,6 +235,35 @@ def start(name: str, cmd: Sequence[str], *, env: Mapping[str, str], log_path: Pa
         _session.children[sup.pid] = child
         _session.save()
     return child
+
+
+def run(cmd: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
+        cwd: str | None = None) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` for a short-lived helper (a probe),
+    under a supervisor too: it dies with pytest, and on a timeout its whole tree is ended
+    (``subprocess.TimeoutExpired`` is raised as usual)."""
+    watch = _session.watch_fd()
+    report_r, report_w = os.pipe()
+    try:
+        sup = subprocess.Popen([sys.executable, "-I", SUPERVISOR, str(watch), str(report_w), "3", "--", *cmd],
+                               env=None if env is None else dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               pass_fds=(watch, report_w))
+    finally:
+        os.close(report_w)
+        os.close(report_r)        # the pid is not needed; the supervisor ignores the closed pipe
+    try:
+        out, err = sup.communicate(timeout=timeout)
+    except BaseException:         # timeout, Ctrl-C: end the tree through its supervisor
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(sup.pid, signal.SIGKILL)
+            sup.wait()
+        raise
+    return subprocess.CompletedProcess(list(cmd), sup.returncode, out, err)
 
 
 def wait_healthy(child: Child, healthy: Callable[[], bool], timeout_s: float, *, hint: str = "",
