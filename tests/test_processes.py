@@ -15,6 +15,7 @@ import pytest
 
 from pytest_disagg.deploy import leftovers, processes
 from pytest_disagg.deploy.supervisor import proc_stat
+from pytest_disagg.testing.procs import alive as _alive
 
 TARGETS = Path(__file__).parent / "_targets"
 REPO = Path(__file__).resolve().parents[1]
@@ -33,18 +34,6 @@ def _wait_for(predicate, timeout_s: float, what: str):
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-def _alive(pids) -> list[str]:
-    out = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{pid}: {' '.join(p.cmdline())[:120]}")
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def _start_tree(tmp_path, name="tree") -> processes.Child:
