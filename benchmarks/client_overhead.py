@@ -1,7 +1,7 @@
 """Client overhead and timing fidelity: our load client against vLLM's ``vllm bench serve`` client.
 
 What it measures (issue 4), all against the same fake OpenAI server
-(``pytest_disagg.load.fakeserver``, loopback, no model work) pinned to one core, with each
+(``pytest_disagg.testing.fakeserver``, loopback, no model work) pinned to one core, with each
 client in its own process pinned to the other core:
 
 1. Client CPU seconds (user + sys of the client process, from getrusage around the run only —
@@ -154,7 +154,7 @@ class FakeServer:
     """The fake server as a pinned child process; stopped on exit, error or Ctrl-C."""
 
     def __init__(self, cpu: int | None, ttft_ms: float, itl_ms: float, priority: str = "none"):
-        cmd = [sys.executable, "-m", "pytest_disagg.load.fakeserver", "--ttft-ms", str(ttft_ms),
+        cmd = [sys.executable, "-m", "pytest_disagg.testing.fakeserver", "--ttft-ms", str(ttft_ms),
                "--itl-ms", str(itl_ms), "--model", MODEL, "--uvloop"]
         if cpu is not None:
             cmd += ["--cpu", str(cpu)]

@@ -157,8 +157,8 @@ class KVSpecProbe:
                      "TRANSFORMERS_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING", "MASTER_ADDR": "127.0.0.1"})
         if device == "cpu":
             penv.pop("CUDA_VISIBLE_DEVICES", None)
-        self.proc = subprocess.Popen([python, "-c", _PROBE_SCRIPT, json.dumps(args)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=penv, text=True)
+        # Under a supervisor: a pytest killed with SIGKILL must not leave the probe behind.
+        self.proc = processes.popen([python, "-c", _PROBE_SCRIPT, json.dumps(args)], env=penv)
 
     def results(self, timeout_s: float = PROBE_TIMEOUT_S) -> list[KVSpec]:
         """One KVSpec per job, in order; raises KVSpecError naming the job vLLM could not size."""
@@ -167,8 +167,7 @@ class KVSpecProbe:
             try:
                 out, err = self.proc.communicate(timeout=max(1.0, timeout_s - (time.monotonic() - self.t0)))
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.communicate()
+                processes.end_popen(self.proc)
                 raise KVSpecError(f"vLLM's KV-cache sizing probe took over {timeout_s:.0f} s") from None
             answers = [json.loads(ln[len(_MARK):]) for ln in out.splitlines() if ln.startswith(_MARK)]
             if self.proc.returncode != 0 or len(answers) != len(self.todo):
@@ -192,9 +191,8 @@ class KVSpecProbe:
                 for i in range(len(self.jobs))]
 
     def cancel(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+        if self.proc is not None:
+            processes.end_popen(self.proc)
 
 
 def vllm_kv_spec(model_dir: Path, *, dtype: str, kv_cache_dtype: str = "auto", block_size: int | None = None,

@@ -25,6 +25,7 @@ pytest_plugins = [
     "pytest_disagg.load.pytest_plugin",
     "pytest_disagg.export.pytest_plugin",
     "pytest_disagg.ab.pytest_plugin",
+    "pytest_disagg.deploy.pytest_plugin",
 ]
 
 MARKERS = {
@@ -131,20 +132,24 @@ def pytest_unconfigure(config):
 def pytest_sessionfinish(session):
     config = session.config
     pool = config.stash.get(_POOL_KEY, None)
-    if pool is not None:
-        pool.close()
     results = config.stash.get(_RESULTS_KEY, None)
     options = config.stash.get(_OPTIONS_KEY, None)
-    if results is not None and options is not None and options.json_path is not None and results.runs:
-        if pool is not None:
-            results.derived.setdefault("deployment_starts", pool.starts)
-        if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
-            from .bench import run_fingerprint
+    try:   # write first: a Ctrl-C or SIGTERM while the servers stop must not lose the results
+        if results is not None and options is not None and options.json_path is not None and results.runs:
+            if pool is not None:
+                results.derived.setdefault("deployment_starts", pool.starts)
+                if pool.deaths:
+                    results.derived.setdefault("deployment_deaths", pool.deaths)
+            if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
+                from .bench import run_fingerprint
 
-            results.fingerprint = run_fingerprint(config)
-        document = results.to_json()
-        config.hook.pytest_disagg_update_json(config=config, results=document)
-        results.write(options.json_path, document)
+                results.fingerprint = run_fingerprint(config)
+            document = results.to_json()
+            config.hook.pytest_disagg_update_json(config=config, results=document)
+            results.write(options.json_path, document)
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -35,10 +35,13 @@ rules, ``pytest_disagg.validity``), ``side`` ("A"/"B", A/B mode only), ``extra``
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -166,13 +169,29 @@ class SessionResults:
         }
 
     def write(self, path: Path, document: dict | None = None) -> None:
-        """Atomic: a crash mid-write never leaves a truncated results file behind."""
+        """Atomic: a crash mid-write never leaves a truncated results file behind, and a Ctrl-C or
+        SIGTERM that arrives during the write is held until the file is in place."""
+        text = json.dumps(document if document is not None else self.to_json(), indent=1, sort_keys=True,
+                          default=str) + "\n"
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document if document is not None else self.to_json(), fh, indent=1, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
+        held = None      # SIGINT/SIGTERM blocked in the main thread, delivered once unblocked
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def summary_tables(self) -> list[tuple[str, str]]:
         """One compact table per benchmark: (title, text)."""

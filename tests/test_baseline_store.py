@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_write_is_atomic_when_the_rename_fails(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BaselineError, match=r"cannot be written \(disk full\)"):
         store.save(make_doc(scale=2.0), refresh=True)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]     # no temp file left behind
@@ -209,3 +210,58 @@ def test_the_lock_lives_in_the_store_and_is_not_listed(tmp_path):
     store.save(make_doc())
     assert (tmp_path / "b" / store_mod.LOCK_NAME).exists()
     assert [e.error for e in store.entries()] == [None]
+
+
+def test_an_unwritable_baselines_directory_is_one_clear_error(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")                        # a directory that cannot be made (works as root too)
+    with pytest.raises(BaselineError, match=r"a-file.*cannot be written .*--disagg-baselines-dir"):
+        BaselineStore(blocked / "baselines").save(make_doc())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_baselines_directory_is_one_clear_error(tmp_path):
+    root = tmp_path / "baselines"
+    store = BaselineStore(root)
+    store.save(make_doc())
+    for p in [root, *root.iterdir()]:
+        p.chmod(0o555)
+    try:
+        with pytest.raises(BaselineError, match="cannot be written .*Permission denied"):
+            store.save(make_doc(benchmark="t::other"))
+    finally:
+        for p in [root, *root.iterdir()]:
+            p.chmod(0o755)
+
+
+def _record_or_promote(args):
+    root, worker, n = args
+    store = BaselineStore(root)
+    if worker == 0:                       # promotes whatever candidates it finds, as fast as it can
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(root, "done")) and time.monotonic() < deadline:
+            store.promote()
+        store.promote()
+        return worker
+    for i in range(n):                   # records the same benchmark again and again, and another one
+        store.save_candidate(make_doc(benchmark="t::shared", seed=i, n=20))
+        store.save(make_doc(benchmark=f"t::direct-{i}", seed=i, n=20), refresh=True)
+    open(os.path.join(root, "done"), "w").close()
+    return worker
+
+
+def test_recording_and_refreshing_at_once_lose_no_write(tmp_path):
+    """Two processes (as two xdist workers): one records a benchmark's candidate over and over and
+    refreshes baselines, the other promotes every candidate it finds at the same time. The last
+    candidate written becomes the baseline (none is deleted unpromoted), and every file reads back."""
+    root, n = str(tmp_path), 40
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_record_or_promote, [(root, w, n) for w in (0, 1)])
+    store = BaselineStore(root)
+    baselines, candidates = list(store.entries()), list(store.entries(candidates=True))
+    assert [e.error for e in baselines + candidates if e.error] == []
+    assert candidates == []
+    assert {e.benchmark for e in baselines} == {"t::shared"} | {f"t::direct-{i}" for i in range(n)}
+    last = make_doc(benchmark="t::shared", seed=n - 1, n=20)
+    shared = store.load(last["fingerprint"]["machine_hash"], "t::shared")
+    assert shared["metrics"]["ttft_ms"]["samples"] == last["metrics"]["ttft_ms"]["samples"], "the last write was lost"

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_disagg.load import arrivals
 from pytest_disagg.load.client import ClientOptions, StreamClient
-from pytest_disagg.load.fakeserver import FakeServerConfig, serve
+from pytest_disagg.testing.fakeserver import FakeServerConfig, serve
 from pytest_disagg.load.runner import TargetError, arun_workload, check_target, progress_wanted
 from pytest_disagg.load.workload import SLO, PrefixSharing, RequestSpec, WorkloadSpec, fixed
 
@@ -104,7 +104,7 @@ def test_nobody_listening_is_a_connect_failure():
 
 def test_a_server_process_dying_mid_stream_fails_only_the_streams_it_had():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_disagg.load.fakeserver", "--itl-ms", "20"],
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_disagg.testing.fakeserver", "--itl-ms", "20"],
                             stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         url = re.search(r"listening on (\S+)", proc.stdout.readline()).group(1)

@@ -14,8 +14,9 @@ from pytest_disagg.deploy.proxy import DisaggProxy
 class FakeVllm:
     """Enough of vLLM's completions API for the proxy: records bodies, can fail on demand."""
 
-    def __init__(self, name: str, *, status: int = 200, break_stream: bool = False):
+    def __init__(self, name: str, *, status: int = 200, break_stream: bool = False, hang: str | None = None):
         self.name, self.status, self.break_stream = name, status, break_stream
+        self.hang = hang          # "answer": never answers; "stream": stalls after the first chunk
         self.bodies: list[dict] = []
 
     def app(self) -> web.Application:
@@ -26,6 +27,8 @@ class FakeVllm:
     async def complete(self, request: web.Request):
         body = await request.json()
         self.bodies.append(body)
+        if self.hang == "answer":
+            await asyncio.sleep(3600)
         if self.status != 200:
             return web.json_response({"error": "boom"}, status=self.status)
         if not body.get("stream"):
@@ -41,6 +44,8 @@ class FakeVllm:
             if self.break_stream and i == 1:
                 request.transport.close()
                 return resp
+            if self.hang == "stream":
+                await asyncio.sleep(3600)
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
@@ -115,6 +120,27 @@ def test_decode_dying_mid_stream_is_recorded():
         lambda u: DisaggProxy("kv_params", [u["p"]], [u["d"]]), {"p": pre, "d": dec}, [BODY]))
     assert "[DONE]" not in answers[0][2]
     assert records[0]["status"] == "error" and records[0]["stage_failed"] == "decode"
+
+
+@pytest.mark.parametrize("who, hang, stage", [("p", "answer", "prefill"), ("d", "answer", "decode")])
+def test_a_stuck_server_fails_its_stage_within_the_stage_timeout(who, hang, stage):
+    """A peer gone silent (NIXL peer lost, a KV load that never ends): 504 naming the stage, no hang."""
+    backends = {"p": FakeVllm("P"), "d": FakeVllm("D")}
+    backends[who].hang = hang
+    answers, records = asyncio.run(asyncio.wait_for(_run(
+        lambda u: DisaggProxy("kv_params", [u["p"]], [u["d"]], stage_timeout_s=0.5), backends, [BODY]), 30))
+    status, got_stage, text = answers[0]
+    assert status == 504 and got_stage == stage, text
+    assert f"{stage} server sent nothing for 0.5 s" in text
+    assert records[0]["status"] == "error" and records[0]["stage_failed"] == stage
+
+
+def test_a_decode_stream_that_stalls_is_cut_and_recorded():
+    answers, records = asyncio.run(asyncio.wait_for(_run(
+        lambda u: DisaggProxy("kv_params", [u["p"]], [u["d"]], stage_timeout_s=0.5),
+        {"p": FakeVllm("P"), "d": FakeVllm("D", hang="stream")}, [BODY]), 30))
+    assert "[DONE]" not in answers[0][2]
+    assert records[0]["stage_failed"] == "decode" and "decode stream stalled" in records[0]["error"]
 
 
 def test_fault_hands_decode_the_previous_requests_kv():

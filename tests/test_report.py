@@ -12,7 +12,8 @@ from matplotlib.image import imread
 from pytest_disagg.baseline import document
 from pytest_disagg.baseline.fingerprint import Fingerprint
 from pytest_disagg.cli import build_parser, main
-from pytest_disagg.report import ReportInputError, build_report, synthetic
+from pytest_disagg.report import ReportInputError, build_report
+from pytest_disagg.testing import synthetic
 from pytest_disagg.results import SessionResults
 
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")

@@ -273,9 +273,10 @@ def test_redis_counter_against_a_real_redis_server(tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not on PATH (Debian: apt-get install redis-server)")
     redis = pytest.importorskip("redis")
+    from pytest_disagg.deploy import processes
     from pytest_disagg.deploy.services import start_redis
 
-    addr, stop = start_redis(tmp_path, tmp_path / "redis.log")
+    addr, child = start_redis(tmp_path, tmp_path / "redis.log")
     try:
         host, port = addr.split(":")
         r = redis.Redis(host=host, port=int(port))
@@ -294,7 +295,7 @@ def test_redis_counter_against_a_real_redis_server(tmp_path):
         r.set("k2metadata", b"m")
         assert asyncio.run(count()) == sb.StoreCount(2, frozenset())
     finally:
-        stop()
+        processes.stop(child)
 
 
 def test_an_unreadable_store_fails_the_handoff_stage_with_the_reason(tmp_path):

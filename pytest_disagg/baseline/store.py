@@ -154,16 +154,35 @@ class BaselineStore:
                     yield Entry(machine_dir.name, path, candidates, error=str(exc))
 
     # --- writing ----------------------------------------------------------------------------
+    def _locked(self):
+        """The store's lock, with its failures as :class:`BaselineError`s naming the directory."""
+        try:
+            lock = _lock_for(self.root)
+            lock.acquire()
+        except Timeout:
+            raise BaselineError(f"{self.root / LOCK_NAME}: could not take the baselines lock within "
+                                f"{LOCK_TIMEOUT_S:.0f} s (another run holds it)") from None
+        except OSError as exc:
+            raise _unwritable(self.root, exc) from None
+        return lock
+
+    def _put(self, path: Path, text: str, *, replace: bool) -> None:
+        """Write under the lock the caller holds."""
+        if path.exists() and not replace:
+            raise BaselineExists(f"{path}: a baseline is already stored; pass refresh to replace it")
+        try:
+            atomic_write(path, text)
+        except OSError as exc:
+            raise _unwritable(path.parent, exc) from None
+
     def _write(self, path: Path, doc: dict, *, replace: bool) -> Path:
         document.validate(doc, f"document for {path}")   # never write what could not be read back
         text = jsonfmt.dumps(doc)
+        lock = self._locked()
         try:
-            with _lock_for(self.root):
-                if path.exists() and not replace:
-                    raise BaselineExists(f"{path}: a baseline is already stored; pass refresh to replace it")
-                atomic_write(path, text)
-        except Timeout:
-            raise BaselineError(f"{path}: could not take its lock within {LOCK_TIMEOUT_S:.0f} s") from None
+            self._put(path, text, replace=replace)
+        finally:
+            lock.release()
         return path
 
     def save(self, doc: dict, *, refresh: bool = False) -> Path:
@@ -189,13 +208,26 @@ class BaselineStore:
             if entry.error:
                 raise BaselineError(entry.error)
             chosen.append((entry, self.path(entry.doc["fingerprint"]["machine_hash"], entry.benchmark)))
+        if dry_run or not chosen:
+            return [(entry.path, target) for entry, target in chosen]
         done = []
-        for entry, target in chosen:
-            if not dry_run:
-                self._write(target, entry.doc, replace=True)
+        lock = self._locked()
+        try:   # read, write and unlink under one lock: a candidate written meanwhile is never lost
+            for entry, target in chosen:
+                if not entry.path.exists():              # another run promoted it meanwhile
+                    continue
+                doc = read_document(entry.path)          # the candidate as it is now
+                self._put(target, jsonfmt.dumps(doc), replace=True)
                 entry.path.unlink()
-            done.append((entry.path, target))
+                done.append((entry.path, target))
+        finally:
+            lock.release()
         return done
+
+
+def _unwritable(where: Path, exc: OSError) -> BaselineError:
+    return BaselineError(f"{where}: the baselines directory cannot be written ({exc.strerror or exc}); make it "
+                         "writable, point --disagg-baselines-dir at a writable copy, or run with --disagg-baseline=off")
 
 
 __all__ = ["BaselineError", "BaselineExists", "BaselineStore", "CANDIDATES", "Entry", "atomic_write",

@@ -23,12 +23,14 @@ from typing import Mapping
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
 from . import processes
-from .server import ServerHandle, ServerSpec, ServerStartError, VllmServer, _healthy, free_port, log_tail
+from .server import ServerHandle, ServerSpec, VllmServer, _healthy, free_port
 from .services import start_service
 
 
 class DeploymentError(RuntimeError):
     """A deployment that could not be brought up or failed its self-check."""
+
+    died = False        # True when a process of it died (killed, OOM): worth starting again
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,23 @@ def _ranges(cores: list[int]) -> str:
     return ",".join(str(c) for c in cores)
 
 
+MAX_RESTARTS = 2        # per configuration and session, after a process of it died
+
+
+@dataclass
+class _Running:
+    deployment: Deployment
+    children: list[processes.Child]       # services, servers, proxy, in start order
+
+
+def dead_children(children) -> list[processes.Child]:
+    return [c for c in children if not c.stopped_by_us and not c.alive()]
+
+
+def explain_deaths(dead, lines: int = 30) -> str:
+    return "\n".join(c.explain(c.status_text(), lines) for c in dead)
+
+
 class DeploymentPool:
     def __init__(self, registry: MediumRegistry, *, logs_dir: Path | None, server_timeout_s: float = 300.0,
                  max_live: int = 1, selfcheck: bool = True, cache_dir: Path | None = None):
@@ -204,29 +223,62 @@ class DeploymentPool:
         self.server_timeout_s = server_timeout_s
         self.max_live = max_live
         self.run_selfcheck = selfcheck
-        self._live: OrderedDict[str, tuple[Deployment, list]] = OrderedDict()
+        self._live: OrderedDict[str, _Running] = OrderedDict()
         self._failed: dict[str, str] = {}
+        self._restarts: dict[str, int] = {}
         self.starts: list[dict] = []          # every deployment start, for the summary
+        self.deaths: list[dict] = []          # every process that died under a deployment
         self._tmp = Path(tempfile.mkdtemp(prefix="pytest-disagg-"))
         # Checkpoints and vLLM's KV sizing, shared by the deployments (and pools) of a session.
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self._tmp / "cache"
+        processes.register_dir(self._tmp)
 
     def get(self, config: DeploymentConfig) -> Deployment:
         key = config.digest()
         if key in self._live:
-            self._live.move_to_end(key)
-            return self._live[key][0]
+            if self.check(config) is None:
+                self._live.move_to_end(key)
+                return self._live[key].deployment
         if key in self._failed:
             raise DeploymentError(f"deployment {config.key()} failed earlier in this session:\n{self._failed[key]}")
         while len(self._live) >= self.max_live:
             self._stop(next(iter(self._live)))
+        children: list[processes.Child] = []
         try:
-            deployment, stoppers = self._start(config)
-        except (ServerStartError, DeploymentError, OSError) as exc:
-            self._failed[key] = str(exc)
-            raise DeploymentError(str(exc)) from None
-        self._live[key] = (deployment, stoppers)
+            deployment = self._start(config, children)
+        except (processes.StartError, DeploymentError, OSError) as exc:
+            message = str(exc)
+            restarts = self._restarts.get(key, 0)
+            if getattr(exc, "died", False) and restarts < MAX_RESTARTS:
+                # A process died (killed, OOM): the next test that needs it starts it afresh.
+                self._restarts[key] = restarts + 1
+                message += "\n(a process died: the next test that needs this deployment starts it again)"
+            else:
+                if getattr(exc, "died", False):
+                    message += f"\n(started {restarts + 1} times in this session: not again)"
+                self._failed[key] = message
+            raise DeploymentError(message) from None
+        self._live[key] = _Running(deployment, children)
         return deployment
+
+    def check(self, config: DeploymentConfig, stage: str = "between tests") -> str | None:
+        """None while every process of this deployment runs; otherwise why not (each dead process's
+        exit status and log tail) — and the deployment is stopped, to be started afresh by ``get``."""
+        key = config.digest()
+        running = self._live.get(key)
+        if running is None:
+            return None
+        dead = dead_children(running.children)
+        if not dead:
+            return None
+        text = f"deployment {config.key()}: a process died ({stage}):\n{explain_deaths(dead)}"
+        self._record_deaths(config, dead, stage)
+        self._stop(key)
+        return text
+
+    def _record_deaths(self, config: DeploymentConfig, dead, stage: str) -> None:
+        self.deaths += [{"deployment": config.key(), "process": c.name, "pid": c.pid, "stage": stage,
+                         "status": c.poll(), "log": str(c.log_path)} for c in dead]
 
     def release(self, config: DeploymentConfig) -> None:
         """Stop a deployment now, e.g. before a benchmark that wants the machine to itself."""
@@ -238,17 +290,41 @@ class DeploymentPool:
             self._stop(key)
         processes.terminate_all()
         shutil.rmtree(self._tmp, ignore_errors=True)
+        processes.unregister_dir(self._tmp)
 
     def _stop(self, key: str) -> None:
-        _, stoppers = self._live.pop(key)
-        for stop in reversed(stoppers):
-            try:
-                stop()
-            except Exception:  # keep stopping the rest
-                pass
+        processes.stop_all(reversed(self._live.pop(key).children))
 
     # --- start ------------------------------------------------------------------------------
-    def _start(self, config: DeploymentConfig) -> tuple[Deployment, list]:
+    def _start(self, config: DeploymentConfig, children: list[processes.Child]) -> Deployment:
+        """Start every process of the deployment (each appended to ``children``); on any failure stop
+        them all and raise an error naming the stage and every process that died, with its log tail."""
+        stage = ["preparation"]
+        try:
+            return self._start_stages(config, children, stage)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):      # Ctrl-C, SIGTERM: just stop everything
+                processes.stop_all(reversed(children))
+                raise
+            # A 502 from the proxy may come a moment before the dead server's exit is seen.
+            settle = time.monotonic() + 2.0
+            while not dead_children(children) and time.monotonic() < settle and children:
+                time.sleep(0.1)
+            dead = dead_children(children)
+            processes.stop_all(reversed(children))
+            message = f"deployment {config.key()} failed at stage '{stage[0]}': {exc}"
+            if dead and not isinstance(exc, processes.StartError):
+                message += "\n" + explain_deaths(dead)
+            elif dead:
+                others = [c for c in dead if str(c.pid) not in str(exc)]
+                if others:
+                    message += "\n" + explain_deaths(others)
+            self._record_deaths(config, dead, stage[0])
+            error = DeploymentError(message)
+            error.died = bool(dead)
+            raise error from None
+
+    def _start_stages(self, config: DeploymentConfig, children: list[processes.Child], stage: list[str]) -> Deployment:
         medium = self.registry.get(config.medium)
         model = resolve_model(config.model)
         dtype = config.resolved_dtype(model)
@@ -258,16 +334,16 @@ class DeploymentPool:
         workdir.mkdir(parents=True, exist_ok=True)
         logs = (self.logs_dir or workdir / "logs")
         model_dir, load_format = model_directory(model, config, workdir, self.cache_dir)
-        stoppers: list = []
         t0 = time.monotonic()
         kv_probe = start_kv_probe(model_dir, config, dtype, self.cache_dir)   # runs while the servers start
-        stoppers.append(kv_probe.cancel)
-        try:
+        try:      # the probe ends with the start, however the start ends
             services = {}
             for name in medium.services:
-                addr, stop = start_service(name, workdir, logs / f"{tag}-{name}.log")
+                stage[0] = f"service {name}"
+                addr, child = start_service(name, workdir, logs / f"{tag}-{name}.log")
                 services[name] = addr
-                stoppers.append(stop)
+                children.append(child)
+            stage[0] = "server start-up"
             roles = medium.roles()
             gpu_sets = assign_gpus(roles, config.gpus) if config.device == "cuda" else [() for _ in roles]
             cores = assign_cpu_cores(len(roles)) if config.device == "cpu" else [None] * len(roles)
@@ -296,18 +372,21 @@ class DeploymentPool:
                 suffix = str(i) if len(roles) > 1 and role == "colocated" else ""
                 server = VllmServer(spec, logs / f"{tag}-{role}{suffix}.log")
                 server.start()
-                stoppers.append(server.stop)
+                children.append(server.child)
                 if shared_gpu:
                     # One after the other: a GPU-sharing engine sizes its KV cache from free memory.
                     handles.append(server.wait_ready(self.server_timeout_s))
                 else:
                     pending.append(server)
-            handles += [server.wait_ready(self.server_timeout_s) for server in pending]
+            # Started together, waited for together: one that dies ends the wait for all.
+            handles += [server.wait_ready(self.server_timeout_s, watch=[s.child for s in pending if s is not server])
+                        for server in pending]
+            stage[0] = "proxy start-up"
             proxy_ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=0, peer_ports=ports,
                                       services=services)
-            proxy_url, proxy_stop = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log", ports,
-                                                      proxy_ctx)
-            stoppers.append(proxy_stop)
+            proxy_url, proxy = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log", ports, proxy_ctx)
+            children.append(proxy)
+            stage[0] = "KV sizing (vLLM probe)"
             kv_bytes, kv_spec = kv_probe_result(kv_probe, model, dtype, config.kv_cache_dtype)
             deployment = Deployment(
                 key=key, medium=medium, config=config, url=proxy_url, servers=tuple(handles),
@@ -318,45 +397,27 @@ class DeploymentPool:
             if self.run_selfcheck and medium.disaggregated:
                 from .selfcheck import run_selfcheck
 
+                stage[0] = "self-check"
                 deployment.selfcheck = run_selfcheck(deployment)
                 if not deployment.selfcheck["passed"]:
-                    raise DeploymentError(
-                        f"deployment {key}: no proof that the KV cache moved:\n{deployment.selfcheck['explanation']}"
-                    )
-        except BaseException:
-            for stop in reversed(stoppers):
-                try:
-                    stop()
-                except Exception:
-                    pass
-            raise
-        self.starts.append({"key": key, "startup_s": deployment.startup_s,
-                            "servers": [s.startup_s for s in deployment.servers]})
-        return deployment, stoppers
+                    raise DeploymentError(f"no proof that the KV cache moved:\n{deployment.selfcheck['explanation']}")
+            self.starts.append({"key": key, "startup_s": deployment.startup_s,
+                                "servers": [s.startup_s for s in deployment.servers],
+                                "restart": self._restarts.get(config.digest(), 0)})
+            return deployment
+        finally:
+            kv_probe.cancel()
 
     def _start_proxy(self, medium: Medium, config: DeploymentConfig, handles: list[ServerHandle], log_path: Path,
-                     ports: Mapping[str, int], ctx: MediumContext | None = None):
+                     ports: Mapping[str, int], ctx: MediumContext | None = None) -> tuple[str, processes.Child]:
         port = _free_port_except(ports.values())
         cmd = proxy_command(medium, config, handles, port, ports, ctx)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "ab")
         env = dict(os.environ)
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-        proc = processes.spawn(cmd, env=env, log=log)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                processes.terminate(proc)
-                log.close()
-                raise DeploymentError(f"proxy did not start: {' '.join(cmd)}\n{log_tail(log_path)}")
-            time.sleep(0.1)
-
-        def stop() -> None:
-            processes.terminate(proc, grace_s=3)
-            log.close()
-
-        return url, stop
+        child = processes.start_healthy("proxy", cmd, lambda: _healthy(url), 30, env=env, log_path=log_path,
+                                        ports=(port,), grace_s=3)
+        return url, child
 
 
 def model_directory(model: ModelSpec, config: DeploymentConfig, workdir: Path, cache_dir: Path) -> tuple[Path, str]:

@@ -53,6 +53,7 @@ REMOTE_DECODE_PARAMS = {
 FAULTS = ("none", "swap-kv-params")
 MODES = ("none", "kv_params", "storage", "lmcache_pd")
 MAX_RECORDS = 200_000
+STAGE_TIMEOUT_S = 300.0        # an upstream server that sends nothing for this long fails its stage
 PD_NOTIFY_TIMEOUT_S = 30.0     # prefill's answer to the last "KV in place" message, at most
 
 
@@ -235,7 +236,8 @@ class DisaggProxy:
                  extra_delay_ms: float = 0.0, *, pd_notify_port: int | None = None,
                  pd_init_ports: Sequence[int] = (), pd_alloc_ports: Sequence[int] = (),
                  pd_timeout_s: float = PD_NOTIFY_TIMEOUT_S,
-                 store_barrier: storebarrier.StoreBarrier | None = None):
+                 store_barrier: storebarrier.StoreBarrier | None = None,
+                 stage_timeout_s: float = STAGE_TIMEOUT_S):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if fault not in FAULTS:
@@ -254,6 +256,9 @@ class DisaggProxy:
         elif pd_notify_port is not None or pd_init_ports or pd_alloc_ports:
             raise ValueError(f"--pd-* ports are for mode 'lmcache_pd', not {mode!r}")
         self.pd_timeout_s = pd_timeout_s
+        if not stage_timeout_s > 0:
+            raise ValueError(f"--stage-timeout-s must be > 0, got {stage_timeout_s}")
+        self.stage_timeout_s = stage_timeout_s
         if store_barrier is not None and mode != "storage":
             raise ValueError(f"--store-barrier is for mode 'storage', not {mode!r}")
         self.store_barrier = store_barrier
@@ -287,7 +292,10 @@ class DisaggProxy:
         # uvicorn closing idle ones ("Server disconnected" under load), and a connect costs ~0.1 ms.
         connector = aiohttp.TCPConnector(limit=0, force_close=True, enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=30), auto_decompress=False
+            connector=connector, auto_decompress=False,
+            # A server that is gone or stuck (a NIXL peer lost mid-transfer, a KV load that never
+            # ends) fails its stage after stage_timeout_s of silence instead of holding the request.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self.stage_timeout_s),
         )
 
     async def _close(self, app: web.Application) -> None:
@@ -360,6 +368,9 @@ class DisaggProxy:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise StageError(stage, resp.status, f"{stage} server answered {resp.status}: {raw[:500]!r}")
+        except asyncio.TimeoutError:        # aiohttp's ServerTimeoutError is one
+            raise StageError(stage, 504, f"{stage} server sent nothing for {self.stage_timeout_s:g} s "
+                                         "(--stage-timeout-s)") from None
         except aiohttp.ClientError as exc:
             raise StageError(stage, 502, f"{stage} server unreachable: {type(exc).__name__}: {exc}") from None
         finally:
@@ -454,12 +465,17 @@ class DisaggProxy:
                         first = False
                     await response.write(chunk)
                 await response.write_eof()
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            stalled = isinstance(exc, asyncio.TimeoutError)
             if response is None:
+                if stalled:
+                    raise StageError("decode", 504, f"decode server sent nothing for {self.stage_timeout_s:g} s "
+                                                    "(--stage-timeout-s)") from None
                 raise StageError("decode", 502, f"decode server unreachable: {type(exc).__name__}: {exc}") from None
             # Mid-stream failure: the client sees a truncated stream; the record says why.
             record.status, record.stage_failed = "error", "decode"
-            record.error = f"decode stream broke: {type(exc).__name__}: {exc}"
+            record.error = (f"decode stream stalled: nothing for {self.stage_timeout_s:g} s (--stage-timeout-s)"
+                            if stalled else f"decode stream broke: {type(exc).__name__}: {exc}")
         except ConnectionResetError as exc:  # the client went away
             record.status, record.stage_failed, record.error = "error", "client", f"client disconnected: {exc}"
         finally:
@@ -489,6 +505,8 @@ def build(argv: list[str] | None = None) -> tuple[DisaggProxy, argparse.Namespac
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--fault", default="none", choices=FAULTS, help="test-only: break the hand-off on purpose")
+    ap.add_argument("--stage-timeout-s", type=float, default=STAGE_TIMEOUT_S,
+                    help="fail a stage (504) when its server sends nothing for this long")
     ap.add_argument("--extra-delay-ms", type=float, default=0.0,
                     help="add this delay before decode (used to measure the regression gate's power)")
     pd = ap.add_argument_group("lmcache_pd", "LMCache PD mode (ports as in the LMCache config files)")
@@ -519,7 +537,7 @@ def build(argv: list[str] | None = None) -> tuple[DisaggProxy, argparse.Namespac
             pd_notify_port=args.pd_notify_port,
             pd_init_ports=[p for ports in args.pd_receiver_init_port for p in ports],
             pd_alloc_ports=[p for ports in args.pd_receiver_alloc_port for p in ports],
-            pd_timeout_s=args.pd_notify_timeout_s, store_barrier=barrier,
+            pd_timeout_s=args.pd_notify_timeout_s, store_barrier=barrier, stage_timeout_s=args.stage_timeout_s,
         )
     except ValueError as exc:
         ap.error(str(exc))

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from . import processes
+from .logs import error_lines, log_tail  # noqa: F401  (re-exported)
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(processes.StartError):
     """A server that exited early or never became healthy; the message carries its log tail."""
 
 
@@ -29,31 +27,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def log_tail(path: Path, lines: int = 50) -> str:
-    try:
-        with open(path, "rb") as fh:
-            return b"".join(deque(fh, maxlen=lines)).decode("utf-8", "replace")
-    except OSError as exc:
-        return f"<log {path} unreadable: {exc}>"
-
-
-def error_lines(path: Path, limit: int = 5) -> list[str]:
-    """Distinct exception lines ("ValueError: ...") — the root cause is often far above the tail."""
-    seen: list[str] = []
-    try:
-        with open(path, "r", errors="replace") as fh:
-            for line in fh:
-                m = _EXC_RE.search(line)
-                if m and m.group(0) not in seen:
-                    seen.append(m.group(0))
-    except OSError:
-        return []
-    return seen[:limit]
-
-
-_EXC_RE = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception): .*")
 
 
 @dataclass(frozen=True)
@@ -157,32 +130,29 @@ class VllmServer:
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-        self._log = None
+        self.child: processes.Child | None = None
         self.handle: ServerHandle | None = None
 
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        self._t0 = time.monotonic()
-        self.proc = processes.spawn(self.spec.command(self.port), env=self.spec.environment(), log=self._log)
+    @property
+    def name(self) -> str:
+        return f"vLLM {self.spec.role} server"
 
-    def wait_ready(self, timeout_s: float) -> ServerHandle:
-        assert self.proc is not None, "start() first"
-        deadline = self._t0 + timeout_s
-        while True:
-            code = self.proc.poll()
-            if code is not None:
-                raise ServerStartError(self._explain(f"exited with code {code} before becoming healthy"))
-            if _healthy(self.url):
-                break
-            if time.monotonic() > deadline:
-                raise ServerStartError(self._explain(f"not healthy after {timeout_s:.0f} s (--disagg-server-timeout)"))
-            time.sleep(0.5)
+    def start(self) -> None:
+        self.child = processes.start(self.name, self.spec.command(self.port), env=self.spec.environment(),
+                                     log_path=self.log_path, ports=(self.port,))
+
+    def wait_ready(self, timeout_s: float, watch=()) -> ServerHandle:
+        """The handle once healthy; :class:`ServerStartError` if it (or one of ``watch``) dies first."""
+        assert self.child is not None, "start() first"
+        try:
+            startup_s = processes.wait_healthy(self.child, lambda: _healthy(self.url), timeout_s,
+                                               hint=" (--disagg-server-timeout)", watch=watch)
+        except processes.StartError as exc:
+            raise ServerStartError(str(exc)) from None
         self.handle = ServerHandle(
-            role=self.spec.role, url=self.url, pid=self.proc.pid, device=self._device_label(),
+            role=self.spec.role, url=self.url, pid=self.child.pid, device=self._device_label(),
             gpu_indices=self.spec.gpu_indices, log_path=str(self.log_path),
-            cmdline=tuple(self.spec.command(self.port)), startup_s=time.monotonic() - self._t0,
+            cmdline=tuple(self.spec.command(self.port)), startup_s=startup_s,
         )
         return self.handle
 
@@ -191,24 +161,12 @@ class VllmServer:
             return f"cpu:{self.spec.cpu_cores}" if self.spec.cpu_cores is not None else "cpu"
         return "cuda:" + ",".join(str(i) for i in self.spec.gpu_indices)
 
-    def _explain(self, what: str) -> str:
-        cmd = " ".join(self.spec.command(self.port))
-        causes = error_lines(self.log_path)
-        cause = ("--- errors in the log ---\n" + "\n".join(causes) + "\n") if causes else ""
-        return (
-            f"vLLM {self.spec.role} server {what}\n"
-            f"command: {cmd}\nlog: {self.log_path}\n{cause}--- last 50 log lines ---\n{log_tail(self.log_path)}"
-        )
-
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.alive()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            processes.terminate(self.proc)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self.child is not None:
+            processes.stop(self.child)
 
 
 def _healthy(url: str) -> bool:

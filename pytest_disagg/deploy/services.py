@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import time
 from pathlib import Path
 from typing import Callable
 
 from . import processes
-from .server import free_port, log_tail
+from .server import free_port
 
 
 class ServiceError(RuntimeError):
@@ -29,37 +28,28 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
-def start_redis(workdir: Path, log_path: Path, timeout_s: float = 20.0) -> tuple[str, Callable[[], None]]:
+def start_redis(workdir: Path, log_path: Path, timeout_s: float = 20.0) -> tuple[str, processes.Child]:
+    """A loopback Redis server: its ``host:port`` and its process (end it with ``processes.stop``)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError("redis-server is not on PATH (Debian: apt-get install redis-server)")
     port = free_port()
     data = workdir / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
            "--dir", str(data), "--protected-mode", "yes"]
-    proc = processes.spawn(cmd, env=dict(os.environ), log=log)
-    deadline = time.monotonic() + timeout_s
-    while not _redis_ping(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            processes.terminate(proc)
-            log.close()
-            raise ServiceError(f"redis-server did not answer PING: {' '.join(cmd)}\n{log_tail(log_path)}")
-        time.sleep(0.05)
-
-    def stop() -> None:
-        processes.terminate(proc, grace_s=3)
-        log.close()
-
-    return f"127.0.0.1:{port}", stop
+    try:
+        child = processes.start_healthy("redis-server", cmd, lambda: _redis_ping(port), timeout_s,
+                                        env=dict(os.environ), log_path=log_path, ports=(port,), grace_s=3)
+    except processes.StartError as exc:
+        raise ServiceError(f"redis-server did not answer PING: {exc}") from None
+    return f"127.0.0.1:{port}", child
 
 
-SERVICES: dict[str, Callable[[Path, Path], tuple[str, Callable[[], None]]]] = {"redis": start_redis}
+SERVICES: dict[str, Callable[[Path, Path], tuple[str, processes.Child]]] = {"redis": start_redis}
 
 
-def start_service(name: str, workdir: Path, log_path: Path) -> tuple[str, Callable[[], None]]:
+def start_service(name: str, workdir: Path, log_path: Path) -> tuple[str, processes.Child]:
     try:
         starter = SERVICES[name]
     except KeyError:

@@ -8,8 +8,8 @@ stored baselines) are given. Nothing here reaches back into a session: the JSON 
 
 Modules: ``inputs`` (reading and checking files), ``runs`` (a run entry as the report reads it),
 ``style`` (one look per set-up), ``plots`` (one function per figure), ``tables`` (markdown
-tables), ``page`` (the sections and ``index.md``), ``cli`` (the console command) and
-``synthetic`` (documents made by the suite's own writers from invented records, for tests).
+tables), ``page`` (the sections and ``index.md``) and ``cli`` (the console command). Synthetic results for
+tests live in ``pytest_disagg.testing.synthetic``: the report imports nothing but the JSON's shape.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ the way a session builds them (``SessionResults.add_run`` over ``RunResult`` s o
 here and in the report's tests. The numbers follow simple queueing/energy shapes, loosely after
 the seed study (PAPER.md); they are not measurements and the page built from them says nothing.
 
-``python -m pytest_disagg.report.synthetic OUT_DIR`` writes ``full.json``, ``sparse.json`` and
+``python -m pytest_disagg.testing.synthetic OUT_DIR`` writes ``full.json``, ``sparse.json`` and
 three ``history-*.json`` files.
 """
 from __future__ import annotations

@@ -1,0 +1,7 @@
+"""Test support that ships with the package but is used only by tests and benchmarks.
+
+``synthetic``: results documents made by the suite's own writers from invented records (the
+report's tests); ``fakeserver``: an OpenAI-compatible streaming server with no model behind it
+(the load generator's tests and ``benchmarks/client_overhead.py``). Nothing in the production
+modules imports from here.
+"""
