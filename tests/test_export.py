@@ -16,7 +16,7 @@ import pytest
 from pytest_disagg.cli import main
 from pytest_disagg.export import ExportError, benchjson, benchstats, from_document, pytest_benchmark_document
 from pytest_disagg.metrics import summarize
-from pytest_disagg.report import synthetic
+from pytest_disagg.testing import synthetic
 from pytest_disagg.results import SessionResults
 
 ROOT = Path(__file__).resolve().parents[1]

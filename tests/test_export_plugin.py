@@ -8,13 +8,13 @@ import json
 import numpy  # noqa: F401  imported here so the child runs reuse it (pytester restores sys.modules)
 
 import pytest_disagg.export.pytest_plugin  # noqa: F401  (same reason)
-import pytest_disagg.report.synthetic  # noqa: F401
+import pytest_disagg.testing.synthetic  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
 # A test that records runs the way disagg_bench does (a real SessionResults, synthetic requests).
 RECORD = """
-from pytest_disagg.report import synthetic
+from pytest_disagg.testing import synthetic
 
 def test_records(disagg_results):
     doc = synthetic.sparse()

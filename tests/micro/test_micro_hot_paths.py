@@ -12,7 +12,7 @@ import pytest
 from pytest_disagg import promparse, verdicts
 from pytest_disagg.baseline import gate
 from pytest_disagg.load.sse import DONE, SSEParser, decode_json
-from pytest_disagg.report import synthetic
+from pytest_disagg.testing import synthetic
 from pytest_disagg.results import SessionResults
 
 pytestmark = pytest.mark.micro
