@@ -13,6 +13,7 @@ import pytest
 
 from .baseline.pytest_plugin import CHECKS_KEY
 from .measure import measured_run
+from .validity import assess
 
 # Fields of a DeploymentConfig that must not split baselines (a test-only injected delay is the
 # change being detected, not a different experiment).
@@ -41,23 +42,35 @@ class Bench:
 
     def run(self, deployment, spec, *, benchmark: str, load: str, name: str | None = None,
             extra: dict | None = None, gate: bool = True):
-        """Returns (RunResult, results entry)."""
+        """Returns (RunResult, results entry). A run that measured the machine rather than the
+        deployment (``validity.assess``) is recorded with ``valid: false`` and its reasons, and is
+        kept out of the gate and the baselines: its verdict is ``invalid``."""
         run = measured_run(deployment, spec, meter=self.meter)
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra)
+        validity = assess(run)
+        entry.update(validity.to_json(), warmup=spec.warmup, client=run.client_figures())
         run.check_failures()
         if gate:
-            self.gate(deployment, run, entry, name=name or f"{benchmark}[{load}]")
+            if validity.valid:
+                self.gate(deployment, run, entry, name=name or f"{benchmark}[{load}]")
+            else:
+                self.results.set_verdicts(entry, [{"metric": "*", "verdict": "invalid",
+                                                   "reason": "; ".join(validity.details)}])
         return run, entry
 
     def gate(self, deployment, run, entry, *, name: str) -> None:
+        self.gate_figures(deployment, entry, name=name, samples=run.samples(), scalars=run.scalars(),
+                          workload=run.workload.to_json())
+
+    def gate_figures(self, deployment, entry: dict, *, name: str, samples: dict, scalars: dict, workload: dict) -> None:
+        """Gate figures that are not one run's (e.g. a capacity from repeated probes); the verdicts
+        land in ``entry``."""
         item = self.request.node
         before = len(item.stash.get(CHECKS_KEY, []))
         try:
-            self.baseline.check(
-                name, samples=run.samples(), scalars=run.scalars(), config=subject_config(deployment),
-                workload=run.workload.to_json(), model=deployment.model.config_sha256,
-            )
+            self.baseline.check(name, samples=samples, scalars=scalars, config=subject_config(deployment),
+                                workload=workload, model=deployment.model.config_sha256)
         finally:
             checks = item.stash.get(CHECKS_KEY, [])[before:]
             if checks:

@@ -221,6 +221,10 @@ class DeploymentPool:
         self._live[key] = (deployment, stoppers)
         return deployment
 
+    def is_live(self, config: DeploymentConfig) -> bool:
+        """Whether ``get(config)`` would hand out a running deployment without starting one."""
+        return config.digest() in self._live
+
     def release(self, config: DeploymentConfig) -> None:
         """Stop a deployment now, e.g. before a benchmark that wants the machine to itself."""
         if config.digest() in self._live:
