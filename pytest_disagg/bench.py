@@ -49,7 +49,8 @@ class Bench:
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra)
         validity = assess(run)
-        entry.update(validity.to_json(), warmup=spec.warmup, client=run.client_figures())
+        entry.update(validity.to_json(), warmup=spec.warmup, client=run.client_figures(),
+                     validity="yes" if validity.valid else "no: " + ", ".join(validity.reasons))
         run.check_failures()
         if gate:
             if validity.valid:

@@ -38,10 +38,22 @@ def sweep_shape(device: str) -> dict:
     return SHAPES["cpu" if device == "cpu" else "cuda"]
 
 
-def sweep_spec(device: str, rate: float, seed: int = 7) -> WorkloadSpec:
+RUNG_SECONDS = 15.0     # a slow rung sends what arrives in this long (at least MIN_RUNG_REQUESTS)
+MIN_RUNG_REQUESTS = 12
+
+
+def rung_requests(device: str, rate: float) -> int:
+    """Requests of one rung: the shape's count, fewer at low rates so that a rung of a slow set-up
+    (nixl-cpu on 2 cores) takes ~RUNG_SECONDS rather than minutes. A function of the rate alone, so
+    a rung at a baseline's rate has the baseline's workload."""
+    full = sweep_shape(device)["requests"]
+    return max(min(full, MIN_RUNG_REQUESTS), min(full, math.ceil(rate * RUNG_SECONDS)))
+
+
+def sweep_spec(device: str, rate: float, seed: int = 7, requests: int | None = None) -> WorkloadSpec:
     """The load sweep's workload at one rate (Poisson arrivals, fixed lengths, two warm-ups)."""
     s = sweep_shape(device)
-    return WorkloadSpec(arrival=poisson(rate), num_requests=s["requests"], prompt=fixed(s["prompt"]),
+    return WorkloadSpec(arrival=poisson(rate), num_requests=requests or s["requests"], prompt=fixed(s["prompt"]),
                         output=fixed(s["output"]), warmup=2, seed=seed, max_wall_s=300.0, name="load-sweep")
 
 
@@ -58,7 +70,7 @@ def probe_saturation(deployment, spec: WorkloadSpec, *, concurrency_n: int = 8, 
     """Closed-loop run at ``concurrency_n``: its completed requests per second is the capacity."""
     probe = dataclasses.replace(spec, arrival=concurrency(concurrency_n), num_requests=requests, warmup=2,
                                 name="saturation-probe")
-    run = run_workload(deployment, probe, progress=False)
+    run = run_workload(deployment, probe)
     run.check_failures()
     measured = run.n_ok / run.wall_s if run.wall_s > 0 else 0.0
     return {"measured_rps": measured, "saturation_rps": round_down_r10(measured), "concurrency": concurrency_n,

@@ -68,3 +68,9 @@ def test_fewer_than_two_common_rates_say_why():
     e = sweep.crossover_entry("disk", {"ttft_ms": curve([1.0], 5.0, 0.0)}, {"ttft_ms": curve([1.0, 2.0], 5.0, 0.0)},
                               metrics=("ttft_ms",))
     assert e["rate"] is None and "1 common valid rate" in e["note"]
+
+
+def test_slow_rungs_send_fewer_requests_but_enough_to_judge():
+    assert sweep.rung_requests("cpu", 50.0) == 40 and sweep.rung_requests("cpu", 0.2) == sweep.MIN_RUNG_REQUESTS
+    assert sweep.rung_requests("cpu", 1.0) == 15
+    assert sweep.sweep_spec("cpu", 1.0, requests=15).num_requests == 15

@@ -15,7 +15,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_disagg import progress
-from pytest_disagg.sweep import crossover_entry, own_ladder, probe_capacity, stored_rates, sweep_spec
+from pytest_disagg.sweep import (crossover_entry, own_ladder, probe_capacity, rung_requests, stored_rates,
+                                 sweep_spec)
 
 CROSSOVER_METRICS = ("tpot_ms", "ttft_ms", "e2el_ms")
 MAX_RUNGS = 8
@@ -34,7 +35,8 @@ def _sweep(d, rungs, *, bench, options, name: str, extra: dict) -> dict[str, dic
     curves: dict[str, dict[float, list[float]]] = {m: {} for m in CROSSOVER_METRICS}
     for n, (i, rate) in enumerate(rungs):
         progress.current().line(f"disagg: {d.key} {name} rung {n + 1}/{len(rungs)}: {rate:g} req/s")
-        run, entry = bench.run(d, sweep_spec(options.device, rate), benchmark="load-sweep", load=f"rate={rate:g}/s",
+        spec = sweep_spec(options.device, rate, requests=rung_requests(options.device, rate))
+        run, entry = bench.run(d, spec, benchmark="load-sweep", load=f"rate={rate:g}/s",
                                name=f"{name}[r{i}]", extra={"rate": rate, "ladder_index": i, **extra})
         for metric, values in (_samples(run, entry) or {}).items():
             curves[metric][rate] = values
