@@ -7,7 +7,7 @@ writes with capture suspended (as pytest's live logging does) and
 
 - on a terminal, keeps one updating status line (``\\r``-rewritten, at most every
   ``TTY_INTERVAL_S``) and prints lasting lines for what finished;
-- elsewhere (CI logs, a pipe), prints plain lines only at milestones: a start, every quarter of
+- elsewhere (CI logs, a pipe), prints plain lines only at milestones: a start, half way through
   a run, an end — never a carriage return;
 - under ``-q`` (verbosity < 0) prints nothing.
 
@@ -24,7 +24,7 @@ from typing import Callable
 
 TTY_INTERVAL_S = 0.25           # a redraw at most this often: the client shares the CPU with the servers
 TICK_S = 1.0                    # how often a start-up's elapsed time is redrawn on a terminal
-PLAIN_MILESTONES = (0.25, 0.5, 0.75)
+PLAIN_MILESTONES = (0.5,)          # off a terminal: a line at the start, at half way and at the end
 
 
 class Progress:

@@ -82,6 +82,7 @@ class Deployment:
     services: dict[str, str] = field(default_factory=dict)
     startup_s: float = 0.0
     selfcheck: dict | None = None
+    confined_threads: list = field(default_factory=list)   # threads moved back onto their server's cores
 
     @property
     def prefill(self) -> tuple[ServerHandle, ...]:
@@ -104,7 +105,7 @@ class Deployment:
             "key": self.key, "medium": self.medium.describe(), "config": asdict(self.config),
             "url": self.url, "servers": [s.to_json() for s in self.servers], "model": self.model.name,
             "dtype": self.dtype, "kv_bytes_per_token": self.kv_bytes_per_token,
-            "startup_s": self.startup_s, "selfcheck": self.selfcheck,
+            "startup_s": self.startup_s, "selfcheck": self.selfcheck, "confined_threads": self.confined_threads,
         }
 
 
@@ -185,6 +186,19 @@ def assign_cpu_cores(n_roles: int, n_cores: int | None = None) -> list[str]:
     return out
 
 
+def confine_servers(handles, cores: list[str | None]) -> list[dict]:
+    """Move threads vLLM pinned outside a server's cores back onto them (see deploy/affinity.py:
+    NIXL's CPU worker pins its main thread to the machine's last core, i.e. onto the other
+    server's compute core on a 2-core box). Returns what was moved, per role."""
+    from . import affinity
+
+    moved = []
+    for handle, spec in zip(handles, cores):
+        if spec:
+            moved += [{"role": handle.role, **m} for m in affinity.confine(handle.pid, affinity.parse_cores(spec))]
+    return moved
+
+
 def _ranges(cores: list[int]) -> str:
     if len(cores) > 1 and cores == list(range(cores[0], cores[-1] + 1)):
         return f"{cores[0]}-{cores[-1]}"
@@ -193,12 +207,13 @@ def _ranges(cores: list[int]) -> str:
 
 class DeploymentPool:
     def __init__(self, registry: MediumRegistry, *, logs_dir: Path | None, server_timeout_s: float = 300.0,
-                 max_live: int = 1, selfcheck: bool = True):
+                 max_live: int = 1, selfcheck: bool = True, confine_threads: bool = True):
         self.registry = registry
         self.logs_dir = logs_dir
         self.server_timeout_s = server_timeout_s
         self.max_live = max_live
         self.run_selfcheck = selfcheck
+        self.confine_threads = confine_threads   # False: leave vLLM's own thread pinning as it is
         self._live: OrderedDict[str, tuple[Deployment, list]] = OrderedDict()
         self._failed: dict[str, str] = {}
         self.starts: list[dict] = []          # every deployment start, for the summary
@@ -296,6 +311,8 @@ class DeploymentPool:
                 else:
                     pending.append(server)
             handles += [server.wait_ready(self.server_timeout_s) for server in pending]
+            confined = (confine_servers(handles, cores)
+                        if self.confine_threads and config.device == "cpu" and len(roles) > 1 else [])
             proxy_ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=0, peer_ports=ports,
                                       services=services)
             proxy_url, proxy_stop = self._start_proxy(medium, config, handles, logs / f"{tag}-proxy.log", ports,
@@ -305,7 +322,7 @@ class DeploymentPool:
                 key=key, medium=medium, config=config, url=proxy_url, servers=tuple(handles),
                 model_name=model.name, model=model, dtype=dtype,
                 kv_bytes_per_token=model.kv_bytes_per_token(dtype), workdir=workdir, services=services,
-                startup_s=time.monotonic() - t0,
+                startup_s=time.monotonic() - t0, confined_threads=confined,
             )
             if self.run_selfcheck and medium.disaggregated:
                 from .selfcheck import run_selfcheck

@@ -53,10 +53,6 @@ def test_load_sweep(disagg_deployment, disagg_options, disagg_config, disagg_get
     capacity = probe_capacity(d, spec)
     record = {**capacity, "deployment": d.key, "medium": d.medium.name, "verdicts": [], "gate": "-"}
     disagg_results.derived.setdefault("capacity", {})[d.key] = record
-    probe_workload = {**spec.to_json(), "probe": {"concurrency": capacity["concurrency"],
-                                                  "requests": capacity["requests"]}}
-    disagg_bench.gate_figures(d, record, name="capacity", samples={},
-                              scalars={"capacity_rps": capacity["measured_rps"]}, workload=probe_workload)
 
     stored = stored_rates(stored_baseline, [f"load-sweep[r{i}]" for i in range(len(own_ladder(1.0)))])
     rates = stored if stored is not None else own_ladder(capacity["measured_rps"])
@@ -64,23 +60,35 @@ def test_load_sweep(disagg_deployment, disagg_options, disagg_config, disagg_get
     curves = _sweep(d, list(enumerate(rates))[:MAX_RUNGS], bench=disagg_bench, options=disagg_options, name="load-sweep",
                     extra={"capacity_rps": capacity["measured_rps"]})
     pc = d.config.prefix_caching
-    if not d.medium.disaggregated:
-        if d.medium.name == "colocated":
-            for metric, by_rate in curves.items():
-                colocated_curves.setdefault((pc, metric), {}).update(by_rate)
-        return
+    if d.medium.disaggregated:
+        _crossover(d, rates, curves, colocated_curves, bench=disagg_bench, options=disagg_options,
+                   results=disagg_results, reference_deployment=None if disagg_preset is not None else
+                   (lambda: disagg_get_deployment(disagg_config("colocated", prefix_caching=pc))), record=record)
+    elif d.medium.name == "colocated":
+        for metric, by_rate in curves.items():
+            colocated_curves.setdefault((pc, metric), {}).update(by_rate)
+    # Capacity is gated last, so that a build that lost it still has every rung measured (those
+    # above its new capacity come out saturated: invalid) before the capacity verdict fails the test.
+    probe_workload = {**spec.to_json(), "probe": {"concurrency": capacity["concurrency"],
+                                                  "requests": capacity["requests"]}}
+    disagg_bench.gate_figures(d, record, name="capacity", samples={},
+                              scalars={"capacity_rps": capacity["measured_rps"]}, workload=probe_workload)
 
-    # Colocated at this medium's rates (those it has not run at yet): the common rates.
+
+def _crossover(d, rates, curves, colocated_curves, *, bench, options, results, reference_deployment, record) -> None:
+    """Colocated at this medium's rates (those it has not run at yet: the common rates), then the
+    medium's crossover entry. ``reference_deployment``: None where no plain colocated set-up
+    belongs to the session (a preset): only rates colocated already ran at count then."""
+    pc = d.config.prefix_caching
+
     reference = {m: dict(colocated_curves.get((pc, m), {})) for m in CROSSOVER_METRICS}
     missing = [(i, r) for i, r in enumerate(rates[:MAX_RUNGS]) if not any(r in reference[m] for m in CROSSOVER_METRICS)]
-    if missing and disagg_preset is None:
-        colocated = disagg_get_deployment(disagg_config("colocated", prefix_caching=pc))
+    if missing and reference_deployment is not None:
         extra = {"reference_for": d.key, "rates_from": record["rates_from"]}
-        ref = _sweep(colocated, missing, bench=disagg_bench, options=disagg_options, name="colocated-at", extra=extra)
+        ref = _sweep(reference_deployment(), missing, bench=bench, options=options, name="colocated-at", extra=extra)
         for metric, by_rate in ref.items():
             reference[metric].update(by_rate)
             colocated_curves.setdefault((pc, metric), {}).update(by_rate)
-        disagg_get_deployment(d.config)   # the medium again, for the tests that follow
     entry = crossover_entry(d.medium.name, reference, curves, metrics=CROSSOVER_METRICS)
     entry.update(deployment=d.key, prefix_caching=pc)
-    disagg_results.derived.setdefault("crossover", {})[d.medium.name] = entry
+    results.derived.setdefault("crossover", {})[d.medium.name] = entry
