@@ -12,6 +12,7 @@ import dataclasses
 import pytest
 
 from .measure import measured_run
+from .validity import assess
 
 # Fields of a DeploymentConfig that must not split baselines (a test-only injected delay is the
 # change being detected, not a different experiment).
@@ -61,8 +62,10 @@ class Bench:
     def run(self, deployment, spec, *, benchmark: str, load: str, name: str | None = None,
             extra: dict | None = None, gate: bool = True):
         """Returns (RunResult, results entry). The entry carries the run's fingerprint and, when
-        gated, the verdicts (recorded before a regression fails the test). With ``--disagg-ab``: side
-        A's last round, not gated (``ab.runner``)."""
+        gated, the verdicts (recorded before a regression fails the test). A run that measured the
+        machine rather than the deployment (``validity.assess``) is recorded with ``valid: false``
+        and its reasons and kept out of the gate and the baselines: its verdict is ``invalid``.
+        With ``--disagg-ab``: side A's last round, not gated (``ab.runner``)."""
         from .ab.pytest_plugin import ab_session
 
         session = ab_session(self.request.config)
@@ -77,18 +80,33 @@ class Bench:
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra,
                                      fingerprint=run_fingerprint(self.request.config, deployment, workload))
+        validity = assess(run)
+        entry.update(validity.to_json(), warmup=spec.warmup, client=run.client_figures(),
+                     validity="yes" if validity.valid else "no: " + ", ".join(validity.reasons))
         run.check_failures()
         if gate:
-            result = self.gate(deployment, run, name=name or f"{benchmark}[{load}]")
-            self.results.set_verdicts(entry, result.verdict_dicts())
-            self.baseline.enforce(result)
+            if validity.valid:
+                self.record_and_enforce(entry, self.gate(deployment, run, name=name or f"{benchmark}[{load}]"))
+            else:
+                self.results.set_verdicts(entry, [{"metric": "*", "verdict": "invalid",
+                                                   "reason": "; ".join(validity.details)}])
         return run, entry
 
     def gate(self, deployment, run, *, name: str):
-        """The baseline check's result (a ``CheckResult``), recorded, not yet enforced."""
-        return self.baseline.evaluate(name, samples=run.samples(), scalars=run.scalars(),
-                                      config=subject_config(deployment), workload=run.workload.to_json(),
-                                      model=deployment.model.config_sha256)
+        """The baseline check's result (a ``CheckResult``) for one run, not yet recorded or enforced."""
+        return self.gate_figures(deployment, name=name, samples=run.samples(), scalars=run.scalars(),
+                                 workload=run.workload.to_json())
+
+    def gate_figures(self, deployment, *, name: str, samples: dict, scalars: dict, workload: dict):
+        """The baseline check's result for figures that are not one run's (e.g. a capacity from
+        repeated probes), not yet recorded or enforced."""
+        return self.baseline.evaluate(name, samples=samples, scalars=scalars, config=subject_config(deployment),
+                                      workload=workload, model=deployment.model.config_sha256)
+
+    def record_and_enforce(self, entry: dict, result) -> None:
+        """Verdicts into the results entry first, then fail the test on a regression."""
+        self.results.set_verdicts(entry, result.verdict_dicts())
+        self.baseline.enforce(result)
 
 
 def optional_energy_meter(request):

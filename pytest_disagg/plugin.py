@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import hookspec
+from . import hookspec, progress
 from .deploy import DeploymentConfig, DeploymentError, DeploymentPool
 from .deploy import processes
 from .mediums import InstallInfo, MediumRegistry, detect_install
@@ -35,6 +35,7 @@ MARKERS = {
     "kv_reuse": "prefix-cache / KV reuse benchmarks",
     "dvfs": "prefill × decode GPU clock grid (needs --disagg-dvfs=dry-run|apply; never changes clocks in dry-run)",
     "gpu": "needs a GPU; skipped with a reason when none is selected",
+    "preset": "belongs to a preset: skipped at collection (no deployment started) without --disagg-preset",
 }
 
 # (option, ini key, help, default)
@@ -121,7 +122,13 @@ def pytest_configure(config):
     processes.install_sigterm_handler()
 
 
+def pytest_sessionstart(session):
+    # After every plugin's configure: the terminal reporter exists by now.
+    progress.install(progress.for_terminal(session.config))
+
+
 def pytest_unconfigure(config):
+    progress.install(None)
     pool = config.stash.get(_POOL_KEY, None)
     if pool is not None:
         pool.close()
@@ -259,14 +266,40 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("disagg_deployment_config", params, indirect=True, scope="session")
 
 
+def _no_energy_reason(config) -> str | None:
+    """Why GPU energy cannot be metered here (decided once, at collection), or None."""
+    from .energy import nvmllib
+    from .energy.pytest_plugin import energy_gpus
+
+    if energy_gpus(config) is not None:
+        return None
+    try:
+        nvmllib.all_gpus()
+    except nvmllib.NvmlUnavailable as exc:
+        return f"no GPU energy measurement: {exc}"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
+    """Skips decided here, before any fixture: a test that would skip in its body must not start a
+    deployment first (fixtures set up in order, the deployment usually first)."""
     options = config.stash[_OPTIONS_KEY]
     no_gpu = pytest.mark.skip(reason="needs a GPU: none selected (use --disagg-gpus=0[,1])")
+    no_preset = pytest.mark.skip(reason="belongs to a preset: run with --disagg-preset=paper (or paper-quick)")
+    energy_reason: list = []
     for item in items:
-        if "disagg_deployment" in getattr(item, "fixturenames", ()) and item.get_closest_marker("disagg") is None:
+        names = getattr(item, "fixturenames", ())
+        if "disagg_deployment" in names and item.get_closest_marker("disagg") is None:
             item.add_marker(pytest.mark.disagg)
         if item.get_closest_marker("gpu") is not None and options.device != "cuda":
             item.add_marker(no_gpu)
+        if item.get_closest_marker("preset") is not None and config.stash[_PRESET_KEY] is None:
+            item.add_marker(no_preset)
+        if "disagg_energy_meter" in names:
+            if not energy_reason:
+                energy_reason.append(_no_energy_reason(config))
+            if energy_reason[0]:
+                item.add_marker(pytest.mark.skip(reason=energy_reason[0]))
 
 
 @pytest.fixture(scope="session")
@@ -320,8 +353,12 @@ def disagg_get_deployment(pytestconfig):
         reason = unavailable_reason(pytestconfig, dc.medium)
         if reason:
             pytest.skip(reason)
+        pool = pool_of(pytestconfig)
         try:
-            return pool_of(pytestconfig).get(dc)
+            if pool.is_live(dc):
+                return pool.get(dc)
+            with progress.current().starting(dc.key()):
+                return pool.get(dc)
         except DeploymentError as exc:
             pytest.fail(f"deployment {dc.key()} did not come up:\n{exc}", pytrace=False)
     return get

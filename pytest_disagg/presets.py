@@ -188,6 +188,7 @@ class Preset:
     energy_components: tuple[str, ...]
     specs: tuple[ConfigurationSpec, ...]
     replicas: Mapping[str, int] = field(default_factory=dict)   # medium -> colocated engines
+    warmup: int = 1                   # warm-up batches of the batch's shape before each measured batch
 
     def configurations(self, device: str, n_gpus: int) -> list[PresetConfiguration]:
         """Every configuration of the preset, adapted to ``device`` and ``n_gpus`` and labelled."""
@@ -225,7 +226,7 @@ class Preset:
         return {
             "preset": self.name, "scaled": scaled, "model": shape.model, "dataset": self.dataset,
             "input_tokens": shape.input_tokens, "output_tokens": shape.output_tokens,
-            "rate": self.rate, "batches": list(shape.batches), "ignore_eos": True,
+            "rate": self.rate, "batches": list(shape.batches), "ignore_eos": True, "warmup": self.warmup,
         }
 
     def frequency_sweep(self, device: str, n_gpus: int) -> dict[str, Any]:
@@ -308,6 +309,9 @@ def load_preset(name_or_path: str, registry: Iterable[Any] | None = None) -> Pre
     rate = work.get("rate", (str,), "inf")
     if rate != "inf":
         raise work.error("rate", f"{rate!r}: presets send every request of a batch at once; only 'inf' is supported")
+    warmup = work.get("warmup", (int,), 1)
+    if warmup < 0:
+        raise work.error("warmup", f"{warmup!r} must be >= 0 (warm-up batches before each measured batch)")
     dataset = work.get("dataset", (str,), "random")
     if dataset != "random":
         raise work.error("dataset", f"{dataset!r}: only 'random' prompts are supported")
@@ -343,7 +347,7 @@ def load_preset(name_or_path: str, registry: Iterable[Any] | None = None) -> Pre
     specs = _specs(raw_specs, mediums, path)
     return Preset(name=name, path=path, title=title, source=source, prefix_caching=prefix_caching, rate=rate,
                   dataset=dataset, shape=shape, scaled_shape=scaled_shape, frequency=frequency, metrics=metrics,
-                  energy_components=components, specs=specs,
+                  energy_components=components, specs=specs, warmup=warmup,
                   replicas={n: getattr(m, "replicas", 1) for n, m in mediums.items()})
 
 

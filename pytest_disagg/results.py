@@ -62,6 +62,7 @@ SUMMARY_COLUMNS = (
     ("E2E p50 ms", ("summary", "e2el_ms", "p50"), "{:.0f}"),
     ("out tok/s", ("scalars", "output_throughput"), "{:.1f}"),
     ("J/tok", ("energy", "joules_per_token"), "{:.4f}"),
+    ("valid", ("validity",), "{}"),
     ("gate", ("gate",), "{}"),
 )
 RUN_FIELDS = ("workload", "workload_hash", "summary", "scalars", "server_metrics", "n_ok", "n_failed", "stages",

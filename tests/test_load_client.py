@@ -199,7 +199,11 @@ def test_targets_without_what_the_runner_needs_are_rejected():
         check_target(Target("http://x", "m", (object(),)))
 
 
-def test_progress_bar_only_on_a_terminal_outside_ci(monkeypatch):
+def test_progress_follows_the_installed_reporter(monkeypatch):
+    from pytest_disagg import progress
+
     assert progress_wanted(True) and not progress_wanted(False)
-    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(progress, "_current", progress.Progress(None))      # -q: nothing to write to
     assert not progress_wanted(None)
+    monkeypatch.setattr(progress, "_current", progress.Progress(lambda t: None))
+    assert progress_wanted(None)

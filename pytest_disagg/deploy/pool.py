@@ -89,6 +89,7 @@ class Deployment:
     startup_s: float = 0.0
     selfcheck: dict | None = None
     kv_spec: dict | None = None               # vLLM's per-layer sizing and the formula's cross-check
+    confined_threads: list = field(default_factory=list)   # threads moved back onto their server's cores
 
     @property
     def prefill(self) -> tuple[ServerHandle, ...]:
@@ -112,6 +113,7 @@ class Deployment:
             "url": self.url, "servers": [s.to_json() for s in self.servers], "model": self.model.name,
             "dtype": self.dtype, "kv_bytes_per_token": self.kv_bytes_per_token,
             "startup_s": self.startup_s, "selfcheck": self.selfcheck, "kv_spec": self.kv_spec,
+            "confined_threads": self.confined_threads,
         }
 
 
@@ -192,6 +194,19 @@ def assign_cpu_cores(n_roles: int, n_cores: int | None = None) -> list[str]:
     return out
 
 
+def confine_servers(handles, cores: list[str | None]) -> list[dict]:
+    """Move threads vLLM pinned outside a server's cores back onto them (see deploy/affinity.py:
+    NIXL's CPU worker pins its main thread to the machine's last core, i.e. onto the other
+    server's compute core on a 2-core box). Returns what was moved, per role."""
+    from . import affinity
+
+    moved = []
+    for handle, spec in zip(handles, cores):
+        if spec:
+            moved += [{"role": handle.role, **m} for m in affinity.confine(handle.pid, affinity.parse_cores(spec))]
+    return moved
+
+
 def _ranges(cores: list[int]) -> str:
     if len(cores) > 1 and cores == list(range(cores[0], cores[-1] + 1)):
         return f"{cores[0]}-{cores[-1]}"
@@ -217,12 +232,14 @@ def explain_deaths(dead, lines: int = 30) -> str:
 
 class DeploymentPool:
     def __init__(self, registry: MediumRegistry, *, logs_dir: Path | None, server_timeout_s: float = 300.0,
-                 max_live: int = 1, selfcheck: bool = True, cache_dir: Path | None = None):
+                 max_live: int = 1, selfcheck: bool = True, cache_dir: Path | None = None,
+                 confine_threads: bool = True):
         self.registry = registry
         self.logs_dir = logs_dir
         self.server_timeout_s = server_timeout_s
         self.max_live = max_live
         self.run_selfcheck = selfcheck
+        self.confine_threads = confine_threads   # False: leave vLLM's own thread pinning as it is
         self._live: OrderedDict[str, _Running] = OrderedDict()
         self._failed: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
@@ -279,6 +296,10 @@ class DeploymentPool:
     def _record_deaths(self, config: DeploymentConfig, dead, stage: str) -> None:
         self.deaths += [{"deployment": config.key(), "process": c.name, "pid": c.pid, "stage": stage,
                          "status": c.poll(), "log": str(c.log_path)} for c in dead]
+
+    def is_live(self, config: DeploymentConfig) -> bool:
+        """Whether ``get(config)`` would hand out a running deployment without starting one."""
+        return config.digest() in self._live
 
     def release(self, config: DeploymentConfig) -> None:
         """Stop a deployment now, e.g. before a benchmark that wants the machine to itself."""
@@ -381,6 +402,8 @@ class DeploymentPool:
             # Started together, waited for together: one that dies ends the wait for all.
             handles += [server.wait_ready(self.server_timeout_s, watch=[s.child for s in pending if s is not server])
                         for server in pending]
+            confined = (confine_servers(handles, cores)
+                        if self.confine_threads and config.device == "cpu" and len(roles) > 1 else [])
             stage[0] = "proxy start-up"
             proxy_ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=0, peer_ports=ports,
                                       services=services)
@@ -392,7 +415,7 @@ class DeploymentPool:
                 key=key, medium=medium, config=config, url=proxy_url, servers=tuple(handles),
                 model_name=model.name, model=model, dtype=dtype,
                 kv_bytes_per_token=kv_bytes, workdir=workdir, services=services,
-                startup_s=time.monotonic() - t0, kv_spec=kv_spec,
+                startup_s=time.monotonic() - t0, kv_spec=kv_spec, confined_threads=confined,
             )
             if self.run_selfcheck and medium.disaggregated:
                 from .selfcheck import run_selfcheck

@@ -35,6 +35,7 @@ class RunResult:
     truncated: str | None = None                # why the run stopped early, if it did
     energy: dict | None = None
     target: dict = field(default_factory=dict)
+    loop_lag_ms: list[float] = field(default_factory=list)   # the runner's event-loop lag probe (ms late)
     _summary: dict | None = field(default=None, repr=False, compare=False)
 
     # --- which records count --------------------------------------------------------------
@@ -135,6 +136,20 @@ class RunResult:
             lines.append(f"  {f['request_id']} [{f['stage']}]{extra}: {f['error']}")
         return "\n".join(lines)
 
+    def client_figures(self) -> dict:
+        """How punctual the client was: send lateness against the schedule and event-loop lag (ms)."""
+        import numpy as np
+
+        out: dict[str, float | int] = {}
+        send = [r.send_lag_ms for r in self.measured if r.send_lag_ms is not None]
+        for name, values in (("send_lag_ms", send), ("loop_lag_ms", self.loop_lag_ms)):
+            if values:
+                a = np.asarray(values, dtype=float)
+                out.update({f"{name}_p50": float(np.median(a)), f"{name}_p95": float(np.quantile(a, 0.95)),
+                            f"{name}_max": float(a.max())})
+        out["loop_lag_samples"] = len(self.loop_lag_ms)
+        return out
+
     # --- JSON -----------------------------------------------------------------------------
     def to_json(self, records: bool = True) -> dict:
         data = {
@@ -144,10 +159,11 @@ class RunResult:
             "n_warmup": len(self.records) - len(self.measured), "first_failures": self.first_failures(),
             "summary": self.summary(), "scalars": self.scalars(), "stages": self.stages(),
             "server_metrics": self.server_metrics_delta, "proxy_records": self.proxy_records, "energy": self.energy,
-            "t0_ns": self.t0_ns,
+            "t0_ns": self.t0_ns, "client": self.client_figures(),
         }
         if records:
             data["records"] = [r.to_json(self.t0_ns) for r in self.records]
+            data["loop_lag_ms"] = self.loop_lag_ms
         return data
 
     @classmethod
@@ -159,7 +175,8 @@ class RunResult:
                    records=[RequestRecord.from_json(r) for r in data["records"]], t0_ns=0,
                    wall_s=float(data["wall_s"]), server_metrics_delta=data.get("server_metrics") or {},
                    proxy_records=bool(data.get("proxy_records")), truncated=data.get("truncated"),
-                   energy=data.get("energy"), target=data.get("target") or {})
+                   energy=data.get("energy"), target=data.get("target") or {},
+                   loop_lag_ms=list(data.get("loop_lag_ms") or []))
 
 
 def _first(d: dict, keys: tuple[str, ...]):

@@ -14,20 +14,20 @@ target, before anything is sent. Ctrl-C cancels in-flight requests and closes ev
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 import uuid
 from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 import aiohttp
 
+from .. import progress as _progress
 from .. import promparse
 from .client import ClientOptions, RequestRecord, StreamClient
 from .result import RunResult
 from .workload import RequestSpec, WorkloadSpec, build_requests
 
 SCRAPE_TIMEOUT_S = 10.0
+LAG_PROBE_S = 0.01          # the event-loop lag probe sleeps this long and records how late it woke
 RECORDS_PATH = "/disagg/records"
 
 
@@ -62,10 +62,11 @@ def check_target(target) -> None:
 
 
 def progress_wanted(progress: bool | None) -> bool:
-    """Auto: a bar only on a terminal and never in CI."""
+    """Auto: whenever :func:`pytest_disagg.progress.current` writes somewhere (pytest's terminal,
+    or a terminal on stderr outside pytest); False: never."""
     if progress is not None:
         return progress
-    return sys.stderr.isatty() and not os.environ.get("CI")
+    return _progress.current().enabled
 
 
 def run_workload(target, spec: WorkloadSpec, *, progress: bool | None = None, vocab_size: int | None = None,
@@ -110,7 +111,8 @@ async def arun_workload(target, spec: WorkloadSpec, *, progress: bool | None = N
             await asyncio.gather(*(client.send(req, rid, body, record=rec)
                                    for (req, rid, body), rec in zip(warm, warm_records)))
             before = await _scrape_all(session, target.servers)
-            records, t0, wall_s, truncated = await _measured_phase(client, spec, measured, progress_wanted(progress))
+            records, t0, wall_s, truncated, loop_lag = await _measured_phase(client, spec, measured,
+                                                                              progress_wanted(progress))
             after = await _scrape_all(session, target.servers)
             joined = await _join_proxy_records(session, target.url, records + warm_records)
     finally:
@@ -118,25 +120,29 @@ async def arun_workload(target, spec: WorkloadSpec, *, progress: bool | None = N
     return RunResult(
         workload=spec, records=warm_records + records, t0_ns=t0, wall_s=wall_s,
         server_metrics_delta=_deltas(target.servers, before, after), proxy_records=joined, truncated=truncated,
+        loop_lag_ms=loop_lag,
         target={"url": target.url, "model": target.model_name, "endpoint": options.endpoint,
                 "servers": [{"role": s.role, "metrics_url": s.metrics_url()} for s in target.servers]},
     )
 
 
 async def _measured_phase(client: StreamClient, spec: WorkloadSpec, jobs: list, show_progress: bool):
-    """Send the measured requests on their schedule (or closed loop) within ``max_wall_s``."""
+    """Send the measured requests on their schedule (or closed loop) within ``max_wall_s``,
+    probing the event loop's own lag meanwhile (a descheduled client shows there)."""
     records = [client.record(req, rid) for req, rid, _ in jobs]
-    bar = _bar(len(jobs), spec.describe()) if show_progress else None
+    bar = _progress.current().run(spec.describe(), len(jobs)) if show_progress else None
     tasks: list[asyncio.Task] = []
 
     def start(i: int, scheduled: int | None) -> asyncio.Task:
         req, rid, body = jobs[i]
         task = asyncio.ensure_future(client.send(req, rid, body, scheduled, records[i]))
         if bar is not None:
-            task.add_done_callback(lambda _t: bar.update(1))
+            task.add_done_callback(lambda _t: bar.advance())
         tasks.append(task)
         return task
 
+    loop_lag: list[float] = []
+    lag_probe = asyncio.ensure_future(_lag_probe(loop_lag))
     t0 = time.perf_counter_ns()
     deadline = t0 + int(spec.max_wall_s * 1e9)
     truncated = None
@@ -154,11 +160,21 @@ async def _measured_phase(client: StreamClient, spec: WorkloadSpec, jobs: list, 
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
     finally:
+        lag_probe.cancel()
+        await asyncio.gather(lag_probe, return_exceptions=True)
         if bar is not None:
             bar.close()
     ends = [r.end_ns for r in records if r.end_ns]
     wall_s = (max(ends) - t0) / 1e9 if ends else 0.0
-    return records, t0, wall_s, truncated
+    return records, t0, wall_s, truncated, loop_lag
+
+
+async def _lag_probe(out: list[float]) -> None:
+    """Sleep ``LAG_PROBE_S`` again and again; append how many ms late each wake-up came."""
+    while True:
+        t = time.perf_counter_ns()
+        await asyncio.sleep(LAG_PROBE_S)
+        out.append(max(0.0, (time.perf_counter_ns() - t) / 1e6 - LAG_PROBE_S * 1e3))
 
 
 async def _open_loop(start: Callable, offsets: list[float | None], t0: int, deadline: int) -> str | None:
@@ -207,11 +223,6 @@ async def _closed_loop(start: Callable, n: int, spec: WorkloadSpec, t0: int, dea
     if pending:
         return f"max_wall_s={spec.max_wall_s:g} reached with requests in flight"
     return stopped[0] if stopped else None
-
-
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="req", leave=False, file=sys.stderr)
 
 
 # --- server metrics and proxy records -------------------------------------------------------

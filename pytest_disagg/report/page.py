@@ -146,6 +146,11 @@ def _latency_section(runs: list[RunView], data: Mapping[str, Any], ctx: Context)
             setup_of.setdefault(r.medium, r.setup)
         section.blocks.append("Crossover rates (from the session's `derived.crossover`):\n\n"
                               + tables.crossover_table(crossover, setup_of))
+    capacity = (data.get("derived") or {}).get("capacity")
+    if isinstance(capacity, Mapping) and capacity:
+        section.blocks.append("Capacity per set-up (closed-loop probes at concurrency 8, repeated until two agree "
+                              "within 15 %; gated like any figure) and where each ladder's rates came from:\n\n"
+                              + tables.capacity_table(capacity))
     return section
 
 

@@ -75,6 +75,11 @@ def _draw_series(ax, series: Mapping[str, list[tuple[float, RunView]]], value: C
                                 **style)
         handles.setdefault(label, container.lines[0])
         ys_all += [e.value for e in es] + [e.high for e in es if e.has_ci]
+        bad = [(x, value(r)) for x, r in points if r.raw.get("valid") is False and value(r) is not None]
+        if bad:   # runs that measured the machine (pytest_disagg.validity): drawn, crossed out, never gated
+            marker = ax.scatter([x for x, _ in bad], [e.value for _, e in bad], marker="x", s=110, linewidths=2.2,
+                                color="#d62728", zorder=6)
+            handles.setdefault("invalid run (crossed out; not gated)", marker)
     return ys_all
 
 

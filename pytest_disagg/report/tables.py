@@ -28,7 +28,7 @@ def benchmark_table(runs: Sequence[RunView]) -> str:
     clocks = any(r.clocks is not None for r in runs)
     headers = ["set-up", "load"] + (["clocks"] if clocks else []) + [
         "n", "failed", "TTFT p50 ms [95 % CI]", "TPOT p50 ms [95 % CI]", "E2E p50 ms [95 % CI]", "out tok/s",
-        "J/token", "gate"]
+        "J/token", "valid", "gate"]
     rows = []
     labels = series_labels(runs)
     for r in runs:
@@ -39,9 +39,16 @@ def benchmark_table(runs: Sequence[RunView]) -> str:
                        + (" (dry run)" if r.clocks.dry_run else ""))
         row += [_int(r.n_ok), _int(r.n_failed), _est(r, "ttft_ms"), _est(r, "tpot_ms"), _est(r, "e2el_ms"),
                 fmt_number(r.scalar("output_throughput")), "-" if energy is None else energy.text(),
-                str(r.raw.get("gate") or "-")]
+                validity_cell(r.raw), str(r.raw.get("gate") or "-")]
         rows.append(row)
     return markdown(rows, headers)
+
+
+def validity_cell(run: Mapping[str, Any]) -> str:
+    """"yes", "**no**: reason, reason" (pytest_disagg.validity), or "-" for results without the flag."""
+    if run.get("valid") is None:
+        return "-"
+    return "yes" if run["valid"] else "**no**: " + ", ".join(run.get("invalid_reasons") or ["?"])
 
 
 def _int(x: int | None) -> str:
@@ -130,10 +137,28 @@ def crossover_table(crossover: Mapping[str, Any], setup_of: Mapping[str, str]) -
         if not isinstance(entry, Mapping):
             continue
         rate, lo, hi = (_num(entry.get(k)) for k in ("rate", "ci_low", "ci_high"))
-        text = "none in the measured range" if rate is None else (
+        span = entry.get("range")
+        where = (f"none in {fmt_number(span[0])}–{fmt_number(span[1])} req/s" if isinstance(span, list) and len(span) == 2
+                 and all(_num(v) is not None for v in span) else "none in the measured range")
+        text = (entry.get("note") or where) if rate is None else (
             f"{fmt_number(rate)}" + (f" [{fmt_number(lo)}, {fmt_number(hi)}]" if lo is not None and hi is not None else ""))
         rows.append([medium, setup_of.get(medium, "-"), entry.get("metric", "-"), text, entry.get("direction", "-")])
     return markdown(rows, ["medium", "set-up", "metric", "crossover rate req/s [95 % CI]", "direction"])
+
+
+def capacity_table(capacity: Mapping[str, Any]) -> str:
+    rows = []
+    for key, c in sorted(capacity.items()):
+        if not isinstance(c, Mapping):
+            continue
+        probes = c.get("probes_rps") if isinstance(c.get("probes_rps"), list) else []
+        spread = _num(c.get("spread"))
+        rows.append([key, fmt_number(_num(c.get("measured_rps"))), ", ".join(fmt_number(_num(p)) for p in probes) or "-",
+                     "-" if spread is None else f"{spread:.0%}" + ("" if c.get("stable", True) else " (unstable)"),
+                     ", ".join(fmt_number(_num(r)) for r in c.get("rates") or []) or "-", str(c.get("rates_from") or "-"),
+                     str(c.get("gate") or "-")])
+    return markdown(rows, ["deployment", "capacity req/s", "probes req/s", "spread", "ladder req/s", "rates from",
+                           "capacity gate"])
 
 
 def components_table(items: Sequence[tuple[RunView, Mapping[str, Mapping]]]) -> str:
@@ -153,6 +178,6 @@ def components_table(items: Sequence[tuple[RunView, Mapping[str, Mapping]]]) -> 
     return markdown(rows, ["set-up", "load"] + [f"{c} J/token (share)" for c in comps])
 
 
-__all__ = ["benchmark_table", "components_table", "crossover_table", "deployments_table", "fingerprint_table",
-           "machines_side_by_side",
+__all__ = ["benchmark_table", "capacity_table", "components_table", "crossover_table", "deployments_table",
+           "fingerprint_table", "machines_side_by_side",
            "markdown", "selfcheck_cells", "show"]

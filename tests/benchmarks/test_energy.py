@@ -5,17 +5,20 @@ from __future__ import annotations
 import pytest
 
 from pytest_disagg.energy.attribution import gpus_by_role
-from pytest_disagg.sweep import sweep_spec
+from pytest_disagg.sweep import stored_rates, sweep_spec
 
 FRACTION_INDEXES = (0, 2)   # 25 % and 75 % of the probed capacity
 
 
 @pytest.mark.energy
 @pytest.mark.disagg(prefix_caching=[False])
-def test_energy_per_token(disagg_deployment, disagg_options, disagg_energy_meter, sweep_ladder, disagg_bench):
+def test_energy_per_token(disagg_deployment, disagg_options, disagg_energy_meter, sweep_ladder, disagg_bench,
+                          stored_baseline):
     d = disagg_deployment
-    for i in FRACTION_INDEXES:
-        rate = sweep_ladder[i]
+    # A gated benchmark runs at its baseline's rates when it has them (sweep.py: never move with the probe).
+    stored = stored_rates(stored_baseline, [f"energy[r{i}]" for i in FRACTION_INDEXES])
+    for n, i in enumerate(FRACTION_INDEXES):
+        rate = stored[n] if stored is not None else sweep_ladder[i]
         run, entry = disagg_bench.run(d, sweep_spec(disagg_options.device, rate, seed=13), benchmark="energy",
                                       load=f"rate={rate:g}/s", name=f"energy[r{i}]", extra={"rate": rate})
         energy = run.energy
