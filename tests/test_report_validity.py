@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import re
 
-from pytest_disagg.report import build_report, synthetic
+from pytest_disagg.report import build_report
+from pytest_disagg.testing import synthetic
 
 
 def test_invalid_runs_capacity_and_none_in_range_are_shown(tmp_path):

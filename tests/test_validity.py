@@ -91,7 +91,7 @@ def test_too_few_requests_abstain():
 
 def test_fake_server_stream_without_gaps_is_bursty_and_with_gaps_is_valid():
     from tests.test_load_client import run_against
-    from pytest_disagg.load.fakeserver import FakeServerConfig
+    from pytest_disagg.testing.fakeserver import FakeServerConfig
 
     spec = WorkloadSpec(arrival=arrivals.poisson(50.0), num_requests=20, prompt=fixed(8), output=fixed(6), seed=3)
     bursty = run_against(FakeServerConfig(ttft_s=0.005, itl_s=0.0), spec)
