@@ -33,6 +33,7 @@ MARKERS = {
     "kv_reuse": "prefix-cache / KV reuse benchmarks",
     "dvfs": "prefill × decode GPU clock grid (needs --disagg-dvfs=dry-run|apply; never changes clocks in dry-run)",
     "gpu": "needs a GPU; skipped with a reason when none is selected",
+    "ray": "runs servers through --disagg-launcher=ray on a loopback Ray cluster (needs ray)",
 }
 
 # (option, ini key, help, default)
@@ -48,6 +49,12 @@ OPTIONS = [
     ("--disagg-max-live", "disagg_max_live", "deployments kept running at once (least recently used are stopped)", "1"),
     ("--disagg-preset", "disagg_preset", "a preset of set-ups and workloads (e.g. paper)", None),
     ("--disagg-json", "disagg_json", "write every run's results (config, fingerprint, metrics, energy, verdicts) here", None),
+    ("--disagg-launcher", "disagg_launcher", "where servers run: local (children of pytest) or ray (Ray actors, "
+     "prefill and decode on different nodes when the cluster has them)", "local"),
+    ("--disagg-ray-address", "disagg_ray_address", "Ray cluster for --disagg-launcher=ray: auto or HOST:PORT", "auto"),
+    ("--disagg-ray-resource", "disagg_ray_resource", "a custom Ray resource every server's node must have", None),
+    ("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, Dynamo, "
+     "a vLLM you started): the suite starts nothing and drives, measures and gates that one", None),
 ]
 
 _OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
@@ -159,9 +166,28 @@ def pool_of(config) -> DeploymentPool:
         options = config.stash[_OPTIONS_KEY]
         config.stash[_POOL_KEY] = DeploymentPool(
             config.stash[_REGISTRY_KEY], logs_dir=options.logs_dir, server_timeout_s=options.server_timeout_s,
-            max_live=options.max_live,
+            max_live=options.max_live, launcher=launcher_of(options),
         )
     return config.stash[_POOL_KEY]
+
+
+def launcher_of(options: DisaggOptions):
+    from .deploy.launchers import make_launcher
+
+    if options.launcher == "ray":
+        return make_launcher("ray", address=options.ray_address, resource=options.ray_resource,
+                             num_gpus_per_server=1.0 if options.device == "cuda" else 0.0)
+    return make_launcher(options.launcher)
+
+
+def pytest_disagg_update_fingerprint(config, fingerprint):
+    """The launcher joins the machine fields when it is not the default (local keeps old hashes)."""
+    options = config.stash.get(_OPTIONS_KEY, None)
+    if options is not None and options.launcher != "local":
+        fingerprint["launcher"] = options.launcher
+        pool = config.stash.get(_POOL_KEY, None)
+        if pool is not None:
+            fingerprint.update({k: v for k, v in pool.launcher.describe().items() if k.startswith("ray_nodes")})
 
 
 def make_config(config, medium: str, **overrides) -> DeploymentConfig:
