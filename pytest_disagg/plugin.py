@@ -63,6 +63,8 @@ _REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
 _INSTALL_KEY = pytest.StashKey[InstallInfo]()
 _RESULTS_KEY = pytest.StashKey[SessionResults]()
 _PRESET_KEY = pytest.StashKey["Preset | None"]()
+_ATTACH_KEY = pytest.StashKey[object]()          # the attach file's AttachConfig
+_ATTACHED_KEY = pytest.StashKey[object]()        # its AttachedDeployment, once checked
 
 
 def pytest_addhooks(pluginmanager):
@@ -101,6 +103,13 @@ def pytest_configure(config):
             preset = load_preset(options.preset, registry)
         except PresetError as exc:
             raise pytest.UsageError(f"--disagg-preset={options.preset!r}: {exc}") from None
+    if options.attach is not None:
+        from .attach import AttachError, load_attach
+
+        try:
+            config.stash[_ATTACH_KEY] = load_attach(options.attach)
+        except AttachError as exc:
+            raise pytest.UsageError(f"--disagg-attach: {exc}") from None
     config.stash[_REGISTRY_KEY] = registry
     config.stash[_OPTIONS_KEY] = options
     config.stash[_PRESET_KEY] = preset
@@ -190,6 +199,21 @@ def pytest_disagg_update_fingerprint(config, fingerprint):
             fingerprint.update({k: v for k, v in pool.launcher.describe().items() if k.startswith("ray_nodes")})
 
 
+def attached_deployment(config):
+    """The attached deployment, its URLs checked once per session (a test fails when they do not answer)."""
+    from .attach import AttachError, attach
+
+    if _ATTACHED_KEY not in config.stash:
+        try:
+            config.stash[_ATTACHED_KEY] = attach(config.stash[_ATTACH_KEY])
+        except AttachError as exc:
+            config.stash[_ATTACHED_KEY] = exc
+    found = config.stash[_ATTACHED_KEY]
+    if isinstance(found, Exception):
+        pytest.fail(str(found), pytrace=False)
+    return found
+
+
 def make_config(config, medium: str, **overrides) -> DeploymentConfig:
     """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
     options = config.stash[_OPTIONS_KEY]
@@ -222,6 +246,9 @@ def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
     options = config.stash[_OPTIONS_KEY]
     preset = config.stash[_PRESET_KEY]
     params = []
+    attached = config.stash.get(_ATTACH_KEY, None)
+    if attached is not None:          # a deployment managed elsewhere: that one, and only it
+        return [pytest.param(attached, id=attached.key())]
     if preset is not None:
         for c in preset.configurations(options.device, len(options.gpus)):
             if (options.mediums and c.medium not in options.mediums) or (
@@ -316,6 +343,8 @@ def disagg_config(pytestconfig):
 def disagg_get_deployment(pytestconfig):
     """Get a running deployment for a config, or skip the test with the reason it cannot run here."""
     def get(dc: DeploymentConfig):
+        if dc is pytestconfig.stash.get(_ATTACH_KEY, None):
+            return attached_deployment(pytestconfig)
         reason = unavailable_reason(pytestconfig, dc.medium)
         if reason:
             pytest.skip(reason)
