@@ -14,6 +14,7 @@ the nodes; the server binds the node's Ray IP (127.0.0.1 on a loopback cluster).
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -52,31 +53,55 @@ class ServerActor:
     """Runs one server on its node; its death (any cause) takes the server's tree with it."""
 
     def __init__(self):
-        self.child = None
+        self.host = None          # the nodehost process (see nodehost.py: why not the supervisor directly)
+        self.pid = None
+        self.lock = threading.Lock()
 
     def start(self, name, cmd, env_set, env_unset, log_path, ports, grace_s):
+        import subprocess
+        import sys
+
         host = ray.util.get_node_ip_address()
         env = dict(os.environ)
         for k in env_unset:
             env.pop(k, None)
         env.update(env_set)
         env.setdefault("VLLM_NIXL_SIDE_CHANNEL_HOST", host)
-        self.child = processes.start(name, with_host(cmd, host), env=env, log_path=Path(log_path),
-                                     ports=tuple(ports), grace_s=grace_s)
-        return {"pid": self.child.pid, "host": host, "ports": list(ports), "log": str(log_path),
+        here = str(Path(__file__).resolve().parents[3])
+        self.host = subprocess.Popen([sys.executable, "-m", "pytest_disagg.deploy.launchers.nodehost"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", "")))
+        answer = self._ask({"name": name, "cmd": with_host(cmd, host), "env": env, "log_path": log_path,
+                            "ports": list(ports), "grace_s": grace_s})
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        self.pid = answer["pid"]
+        return {"pid": self.pid, "host": host, "ports": list(ports), "log": str(log_path),
                 "node_id": ray.get_runtime_context().get_node_id(), "actor_pid": os.getpid()}
 
+    def _ask(self, request: dict) -> dict:
+        with self.lock:
+            self.host.stdin.write(json.dumps(request) + "\n")
+            self.host.stdin.flush()
+            line = self.host.stdout.readline()
+        if not line:
+            raise RuntimeError("the node host process died")
+        return json.loads(line)
+
+    def _op(self, op, **kw):
+        return self._ask({"op": op, **kw})["result"]
+
     def alive(self):
-        return self.child is not None and self.child.alive()
+        return self.host is not None and self.host.poll() is None and self._op("alive")
 
     def poll(self):
-        return None if self.child is None else self.child.poll()
+        return self._op("poll")
 
     def status_text(self):
-        return self.child.status_text()
+        return self._op("status_text")
 
     def explain(self, what, lines):
-        return self.child.explain(what, lines)
+        return self._op("explain", what=what, lines=lines)
 
     def listening(self):
         """(pid, ip, port) of every listening socket of the server's tree (the loopback guard)."""
@@ -84,7 +109,7 @@ class ServerActor:
 
         out = []
         try:
-            root = psutil.Process(self.child.pid)
+            root = psutil.Process(self.pid)
             for p in [root, *root.children(recursive=True)]:
                 for c in p.net_connections(kind="inet"):
                     if c.status == psutil.CONN_LISTEN:
@@ -94,10 +119,14 @@ class ServerActor:
         return out
 
     def stop(self):
-        if self.child is not None:
-            processes.stop(self.child)
-            return self.child.poll()
-        return None
+        if self.host is None or self.host.poll() is not None:
+            return None
+        try:
+            status = self._op("stop")
+        except (RuntimeError, OSError, ValueError):
+            status = None
+        self.host.wait(timeout=30)
+        return status
 
 
 class _Group:
