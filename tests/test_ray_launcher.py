@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import time
 import urllib.request
 
 import psutil
@@ -62,9 +63,11 @@ def loopback_cluster():
     node = dict(num_cpus=1, resources={RESOURCE: 1}, node_ip_address="127.0.0.1",
                 object_store_memory=100 * 1024 * 1024)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
+    t0 = time.monotonic()
     cluster = Cluster(initialize_head=True, head_node_args=dict(node, include_dashboard=False))
     cluster.add_node(**node)
     cluster.wait_for_nodes()
+    print(f"loopback Ray cluster of 2 nodes up in {time.monotonic() - t0:.1f} s")
     ray.init(address=cluster.address, log_to_driver=False)
     try:
         yield cluster
@@ -97,6 +100,8 @@ def test_prefill_and_decode_on_different_ray_nodes(loopback_cluster, tmp_path):
     config = DeploymentConfig(medium="nixl-cpu", block_size=32)
     try:
         d = pool.get(config)
+        print(f"ray nixl-cpu deployment start-up {d.startup_s:.1f} s (servers "
+              f"{', '.join(f'{s.role} {s.startup_s:.1f} s' for s in d.servers)})")
         assert launcher.last_strategy == "STRICT_SPREAD"
         record = d.to_json()                            # what the results JSON stores per run
         nodes = {s["role"]: s.get("node") for s in record["servers"]}
@@ -118,7 +123,14 @@ def test_prefill_and_decode_on_different_ray_nodes(loopback_cluster, tmp_path):
         server_pids = [s.pid for s in d.servers]
     finally:
         pool.close()
-    assert not [pid for pid in server_pids if psutil.pid_exists(pid)], "a server outlived its Ray actor"
+    procs = []
+    for pid in server_pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    gone, alive = psutil.wait_procs(procs, timeout=30)    # a tree ended by the actor's death dies async
+    assert not alive, f"servers outlived their Ray actors: {alive}"
     assert processes.live_children() == []
 
 

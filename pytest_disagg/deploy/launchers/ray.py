@@ -167,8 +167,9 @@ class _ActorProcess:
 
     def wait(self, timeout=None):
         try:
-            if self._stopping is not None:
-                self.child._status = ray.get(self._stopping, timeout=timeout)
+            if self._stopping is not None:     # the server's own grace period, then a margin for Ray
+                wait_s = max(timeout or 0.0, self.child.grace_s + 20)
+                self.child._status = ray.get(self._stopping, timeout=wait_s)
         except Exception:
             pass
         self.child.finish()
