@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from pytest_disagg.deploy import leftovers
+from pytest_disagg.testing.procs import alive as _alive
 
 TARGET = Path(__file__).parent / "_targets" / "interrupt_target.py"
 
@@ -21,18 +22,6 @@ def _descendants(pid: int) -> set[int]:
         return {p.pid for p in psutil.Process(pid).children(recursive=True)}
     except psutil.NoSuchProcess:
         return set()
-
-
-def _alive(pids: set[int]) -> list[str]:
-    out = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{pid}: {' '.join(p.cmdline())[:160]}")
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def _tagged(runtime: Path) -> set[int]:

@@ -15,6 +15,7 @@ import pytest
 
 from pytest_disagg.deploy import leftovers, processes
 from pytest_disagg.deploy.supervisor import proc_stat
+from pytest_disagg.testing.procs import alive as _alive
 
 TARGETS = Path(__file__).parent / "_targets"
 REPO = Path(__file__).resolve().parents[1]
@@ -33,18 +34,6 @@ def _wait_for(predicate, timeout_s: float, what: str):
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-def _alive(pids) -> list[str]:
-    out = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            if p.status() != psutil.STATUS_ZOMBIE:
-                out.append(f"{pid}: {' '.join(p.cmdline())[:120]}")
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def _start_tree(tmp_path, name="tree") -> processes.Child:
@@ -243,3 +232,16 @@ def test_the_plugin_reports_leftovers_and_removes_them_on_request(pytester, runt
         if group.poll() is None:
             group.kill()
             group.wait()
+
+
+def test_run_captures_output_and_ends_the_tree_on_timeout(tmp_path):
+    done = processes.run([sys.executable, "-c", "import sys; print('out'); sys.exit(3)"], timeout=60)
+    assert (done.returncode, done.stdout) == (3, "out\n")
+    pidfile = tmp_path / "pid"
+    script = ("import pathlib, subprocess, sys, time; "
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+              f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid)); time.sleep(600)")
+    with pytest.raises(subprocess.TimeoutExpired):
+        processes.run([sys.executable, "-c", script], timeout=5)
+    grandchild = int(pidfile.read_text())
+    _wait_for(lambda: not _alive([grandchild]), 10, "the helper's child to be ended")

@@ -32,7 +32,7 @@ def test_decode_server_killed_mid_request_fails_that_test_and_the_next_gets_a_fr
     )
     out = run.stdout.decode(errors="replace")
     assert "1 failed, 1 passed" in out, out[-6000:]
-    assert "a process died (during test test_decode_killed_mid_request)" in out, out[-6000:]
+    assert "a process died (during test test_decode_killed_mid_request[nixl-cpu-pc0])" in out, out[-6000:]
     assert "vLLM decode server (pid" in out and "was killed by SIGKILL (exit status -9)" in out, out[-6000:]
     assert "last 30 log lines" in out
     first, second = pids.read_text().split()

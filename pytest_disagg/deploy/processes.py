@@ -17,6 +17,7 @@ Nothing is ever killed by name or by port.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -133,6 +134,7 @@ class _Session:
     def __init__(self):
         self.lock = threading.RLock()
         self.children: dict[int, Child] = {}
+        self.starting: dict[int, dict] = {}       # supervisors whose command's pid is not known yet
         self.dirs: set[str] = set()
         self._watch: tuple[int, int] | None = None
         self._pid = None
@@ -155,6 +157,7 @@ class _Session:
                     pass
             self._watch = None
         self.children = {}
+        self.starting = {}
         self.dirs = set()
 
     def state_path(self) -> Path:
@@ -163,14 +166,15 @@ class _Session:
     def save(self) -> None:
         with self.lock:
             path = self.state_path()
-            if not self.children and not self.dirs:
+            if not self.children and not self.dirs and not self.starting:
                 try:
                     path.unlink()
                 except OSError:
                     pass
                 return
             doc = {"pid": os.getpid(), "starttime": _starttime(os.getpid()), "argv": sys.argv[:8],
-                   "created": time.time(), "processes": [c.to_state() for c in self.children.values()],
+                   "created": time.time(),
+                   "processes": [c.to_state() for c in self.children.values()] + list(self.starting.values()),
                    "dirs": sorted(self.dirs)}
             try:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -207,11 +211,22 @@ def start(name: str, cmd: Sequence[str], *, env: Mapping[str, str], log_path: Pa
         log.close()
         raise
     os.close(report_w)
-    with os.fdopen(report_r, "rb") as fh:
-        line = fh.readline().decode(errors="replace").strip()
+    with _session.lock:     # recorded before the wait: a kill right now must still leave a trace
+        _session.starting[sup.pid] = {"name": name, "pid": None, "supervisor_pid": sup.pid, "pgid": sup.pid,
+                                      "starttime": _starttime(sup.pid), "cmd": list(cmd)[:12],
+                                      "ports": list(ports), "log": str(log_path)}
+        _session.save()
+    try:
+        with os.fdopen(report_r, "rb") as fh:
+            line = fh.readline().decode(errors="replace").strip()
+    finally:
+        with _session.lock:
+            _session.starting.pop(sup.pid, None)
     if not line.isdigit():
         sup.wait()
         log.close()
+        with _session.lock:
+            _session.save()
         raise StartError(f"{name} could not be started: {line or 'the supervisor died'}\ncommand: {' '.join(cmd)}\n"
                          f"log: {log_path}\n{log_tail(log_path, 20)}")
     child = Child(name=name, cmd=tuple(cmd), supervisor=sup, pid=int(line), log_path=log_path,
@@ -220,6 +235,35 @@ def start(name: str, cmd: Sequence[str], *, env: Mapping[str, str], log_path: Pa
         _session.children[sup.pid] = child
         _session.save()
     return child
+
+
+def run(cmd: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
+        cwd: str | None = None) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` for a short-lived helper (a probe),
+    under a supervisor too: it dies with pytest, and on a timeout its whole tree is ended
+    (``subprocess.TimeoutExpired`` is raised as usual)."""
+    watch = _session.watch_fd()
+    report_r, report_w = os.pipe()
+    try:
+        sup = subprocess.Popen([sys.executable, "-I", SUPERVISOR, str(watch), str(report_w), "3", "--", *cmd],
+                               env=None if env is None else dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               pass_fds=(watch, report_w))
+    finally:
+        os.close(report_w)
+        os.close(report_r)        # the pid is not needed; the supervisor ignores the closed pipe
+    try:
+        out, err = sup.communicate(timeout=timeout)
+    except BaseException:         # timeout, Ctrl-C: end the tree through its supervisor
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(sup.pid, signal.SIGKILL)
+            sup.wait()
+        raise
+    return subprocess.CompletedProcess(list(cmd), sup.returncode, out, err)
 
 
 def wait_healthy(child: Child, healthy: Callable[[], bool], timeout_s: float, *, hint: str = "",

@@ -146,8 +146,10 @@ def probe_vllm(python: str = sys.executable, timeout: float = 900.0) -> tuple[st
     A child, because importing vLLM costs ~10 s and pulls torch into the pytest process, and
     because the registry — not a version table — is the truth about which connectors exist.
     """
+    from ..deploy import processes   # under a supervisor: the probe dies with pytest (SIGKILL too)
+
     try:
-        proc = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+        proc = processes.run([python, "-c", _PROBE], timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, frozenset(), f"probing vLLM failed (a loaded machine can take minutes to import it): {exc}"
     for line in proc.stdout.splitlines():
