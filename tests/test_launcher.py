@@ -81,3 +81,18 @@ def test_ray_env_and_host_helpers():
     set_, unset = ray_mod.env_for_node(env)
     assert set_["VLLM_CPU_KVCACHE_SPACE"] == "1" and set_["UCX_TLS"] == "tcp"
     assert "PATH" not in set_ or set_["PATH"] != os.environ.get("PATH")
+
+
+def test_fingerprint_records_a_non_local_launcher(pytester):
+    """--disagg-launcher=ray adds 'launcher' to the machine fields; local adds nothing (old hashes hold)."""
+    pytester.makepyfile('''
+        from pytest_disagg.baseline.pytest_plugin import machine_fingerprint
+
+        def test_fp(pytestconfig):
+            fp = machine_fingerprint(pytestconfig)
+            print("LAUNCHER=" + str(fp.get("launcher")))
+    ''')
+    for flag, want in (("--disagg-launcher=local", "LAUNCHER=None"), ("--disagg-launcher=ray", "LAUNCHER=ray")):
+        result = pytester.runpytest(flag, "-s", "-p", "no:cacheprovider")
+        assert result.ret == 0
+        result.stdout.fnmatch_lines([f"*{want}*"])
