@@ -201,9 +201,10 @@ def test_attach_drives_an_externally_started_vllm(pytester, tmp_path):
         assert run["deployment"] == "ext-tiny" and run["medium"] == "external" and run["n_ok"] == 4
         assert doc["deployments"]["ext-tiny"]["attached"] is True
         # The server's own counters saw the measured requests (4 x 4 generated tokens).
-        assert run["server_metrics"]["colocated"]["key"]["generation_tokens"] >= 16
+        (metrics,) = [m for m in run["server_metrics"].values() if m["role"] == "colocated"]
+        assert metrics["metrics_url"] == f"{url}/metrics" and metrics["key"]["generation_tokens"] >= 16, metrics
         # Energy from the fake DCGM counter: one step (2000 mJ) per scrape, one scrape before and after.
-        assert run["energy"] and abs(run["energy"]["scalars"]["energy_total_j"] - 2.0) < 1e-9, run["energy"]
+        assert run["energy"] and abs(run["energy"]["scalars"]["energy_gpu_j"] - 2.0) < 1e-9, run["energy"]
         # Nothing was started by the plugin: the only vLLM is ours, with no new children of this test.
         assert server.poll() is None
         assert {p.pid for p in psutil.Process().children(recursive=True)} <= before | {server.pid} | {
