@@ -13,6 +13,7 @@ from .models import ModelConfigError, available_models, resolve_model
 
 DEVICES = ("auto", "cpu", "cuda")
 PREFIX_CACHING = ("both", "on", "off")
+LAUNCHERS = ("local", "ray")             # deploy/launchers registers them
 
 
 class OptionError(ValueError):
@@ -33,6 +34,10 @@ class DisaggOptions:
     json_path: Path | None = None
     kv_cache_dtype: str = "auto"         # vLLM's --kv-cache-dtype for every server
     equality_models: tuple[str, ...] = ()  # further architectures the equality property runs on
+    launcher: str = "local"
+    ray_address: str = "auto"
+    ray_resource: str | None = None
+    attach: Path | None = None           # a deployment managed elsewhere (attach/)
 
     @property
     def default_model(self) -> bool:
@@ -132,6 +137,34 @@ def parse_equality_models(value: str | None, device: str) -> tuple[str, ...]:
         except ModelConfigError as exc:
             raise OptionError(f"--disagg-equality-models: {name!r}: {exc}") from None
     return names
+def parse_launcher(value: str | None) -> str:
+    value = (value or "local").strip()
+    if value not in LAUNCHERS:
+        raise OptionError(f"--disagg-launcher={value!r}: allowed values are {', '.join(LAUNCHERS)}")
+    return value
+
+
+def parse_ray_address(value: str | None, launcher: str) -> str:
+    value = (value or "auto").strip()
+    if value != "auto":
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise OptionError(f"--disagg-ray-address={value!r}: give auto or HOST:PORT (e.g. 127.0.0.1:6379)")
+        if launcher != "ray":
+            raise OptionError(f"--disagg-ray-address={value!r} needs --disagg-launcher=ray")
+    return value
+
+
+def parse_attach(value: str | None, launcher: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise OptionError(f"--disagg-attach={value!r}: no such file")
+    if launcher != "local":
+        raise OptionError(f"--disagg-attach={value!r}: an attached deployment starts nothing; "
+                          f"drop --disagg-launcher={launcher}")
+    return path
 
 
 def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> DisaggOptions:
@@ -155,6 +188,10 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
         json_path=Path(json_path) if json_path else None,
         kv_cache_dtype=parse_kv_cache_dtype(raw.get("kv_cache_dtype")),
         equality_models=parse_equality_models(raw.get("equality_models"), device),
+        launcher=(launcher := parse_launcher(raw.get("launcher"))),
+        ray_address=parse_ray_address(raw.get("ray_address"), launcher),
+        ray_resource=(raw.get("ray_resource") or None),
+        attach=parse_attach(raw.get("attach"), launcher),
     )
 
 

@@ -36,6 +36,7 @@ MARKERS = {
     "dvfs": "prefill × decode GPU clock grid (needs --disagg-dvfs=dry-run|apply; never changes clocks in dry-run)",
     "gpu": "needs a GPU; skipped with a reason when none is selected",
     "preset": "belongs to a preset: skipped at collection (no deployment started) without --disagg-preset",
+    "ray": "runs servers through --disagg-launcher=ray on a loopback Ray cluster (needs ray)",
 }
 
 # (option, ini key, help, default)
@@ -55,6 +56,12 @@ OPTIONS = [
      "(auto, float32, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2)", "auto"),
     ("--disagg-equality-models", "disagg_equality_models", "further model configs (names or paths, comma-separated, "
      "or none) the greedy-equality property runs on, with real checkpoints (default on CPU: tiny-qwen3-cpu)", None),
+    ("--disagg-launcher", "disagg_launcher", "where servers run: local (children of pytest) or ray (Ray actors, "
+     "prefill and decode on different nodes when the cluster has them)", "local"),
+    ("--disagg-ray-address", "disagg_ray_address", "Ray cluster for --disagg-launcher=ray: auto or HOST:PORT", "auto"),
+    ("--disagg-ray-resource", "disagg_ray_resource", "a custom Ray resource every server's node must have", None),
+    ("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, Dynamo, "
+     "a vLLM you started): the suite starts nothing and drives, measures and gates that one", None),
 ]
 
 _OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
@@ -63,6 +70,8 @@ _REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
 _INSTALL_KEY = pytest.StashKey[InstallInfo]()
 _RESULTS_KEY = pytest.StashKey[SessionResults]()
 _PRESET_KEY = pytest.StashKey["Preset | None"]()
+_ATTACH_KEY = pytest.StashKey[object]()          # the attach file's AttachConfig
+_ATTACHED_KEY = pytest.StashKey[object]()        # its AttachedDeployment, once checked
 
 
 def pytest_addhooks(pluginmanager):
@@ -110,6 +119,13 @@ def pytest_configure(config):
             preset = load_preset(options.preset, registry)
         except PresetError as exc:
             raise pytest.UsageError(f"--disagg-preset={options.preset!r}: {exc}") from None
+    if options.attach is not None:
+        from .attach import AttachError, load_attach
+
+        try:
+            config.stash[_ATTACH_KEY] = load_attach(options.attach)
+        except AttachError as exc:
+            raise pytest.UsageError(f"--disagg-attach: {exc}") from None
     config.stash[_REGISTRY_KEY] = registry
     config.stash[_OPTIONS_KEY] = options
     config.stash[_PRESET_KEY] = preset
@@ -186,7 +202,7 @@ def pool_of(config) -> DeploymentPool:
         options = config.stash[_OPTIONS_KEY]
         config.stash[_POOL_KEY] = DeploymentPool(
             config.stash[_REGISTRY_KEY], logs_dir=options.logs_dir, server_timeout_s=options.server_timeout_s,
-            max_live=options.max_live, cache_dir=session_cache_dir(config),
+            max_live=options.max_live, cache_dir=session_cache_dir(config), launcher=launcher_of(options),
         )
     return config.stash[_POOL_KEY]
 
@@ -195,6 +211,38 @@ def session_cache_dir(config):
     """Checkpoints and vLLM's KV sizing for this session: under pytest's session temp dir."""
     factory = getattr(config, "_tmp_path_factory", None)
     return factory.getbasetemp() / "disagg-cache" if factory is not None else None
+def launcher_of(options: DisaggOptions):
+    from .deploy.launchers import make_launcher
+
+    if options.launcher == "ray":
+        return make_launcher("ray", address=options.ray_address, resource=options.ray_resource,
+                             num_gpus_per_server=1.0 if options.device == "cuda" else 0.0)
+    return make_launcher(options.launcher)
+
+
+def pytest_disagg_update_fingerprint(config, fingerprint):
+    """The launcher joins the machine fields when it is not the default (local keeps old hashes)."""
+    options = config.stash.get(_OPTIONS_KEY, None)
+    if options is not None and options.launcher != "local":
+        fingerprint["launcher"] = options.launcher
+        pool = config.stash.get(_POOL_KEY, None)
+        if pool is not None:
+            fingerprint.update({k: v for k, v in pool.launcher.describe().items() if k.startswith("ray_nodes")})
+
+
+def attached_deployment(config):
+    """The attached deployment, its URLs checked once per session (a test fails when they do not answer)."""
+    from .attach import AttachError, attach
+
+    if _ATTACHED_KEY not in config.stash:
+        try:
+            config.stash[_ATTACHED_KEY] = attach(config.stash[_ATTACH_KEY])
+        except AttachError as exc:
+            config.stash[_ATTACHED_KEY] = exc
+    found = config.stash[_ATTACHED_KEY]
+    if isinstance(found, Exception):
+        pytest.fail(str(found), pytrace=False)
+    return found
 
 
 def make_config(config, medium: str, **overrides) -> DeploymentConfig:
@@ -230,6 +278,9 @@ def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
     options = config.stash[_OPTIONS_KEY]
     preset = config.stash[_PRESET_KEY]
     params = []
+    attached = config.stash.get(_ATTACH_KEY, None)
+    if attached is not None:          # a deployment managed elsewhere: that one, and only it
+        return [pytest.param(attached, id=attached.key())]
     if preset is not None:
         for c in preset.configurations(options.device, len(options.gpus)):
             if (options.mediums and c.medium not in options.mediums) or (
@@ -350,6 +401,8 @@ def disagg_config(pytestconfig):
 def disagg_get_deployment(pytestconfig):
     """Get a running deployment for a config, or skip the test with the reason it cannot run here."""
     def get(dc: DeploymentConfig):
+        if dc is pytestconfig.stash.get(_ATTACH_KEY, None):
+            return attached_deployment(pytestconfig)
         reason = unavailable_reason(pytestconfig, dc.medium)
         if reason:
             pytest.skip(reason)

@@ -23,6 +23,7 @@ from typing import Mapping
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
 from . import processes
+from .launchers import Launcher, LocalLauncher
 from .server import ServerHandle, ServerSpec, VllmServer, _healthy, free_port
 from .services import start_service
 
@@ -233,8 +234,9 @@ def explain_deaths(dead, lines: int = 30) -> str:
 class DeploymentPool:
     def __init__(self, registry: MediumRegistry, *, logs_dir: Path | None, server_timeout_s: float = 300.0,
                  max_live: int = 1, selfcheck: bool = True, cache_dir: Path | None = None,
-                 confine_threads: bool = True):
+                 confine_threads: bool = True, launcher: Launcher | None = None):
         self.registry = registry
+        self.launcher = launcher or LocalLauncher()     # where servers run (deploy/launchers)
         self.logs_dir = logs_dir
         self.server_timeout_s = server_timeout_s
         self.max_live = max_live
@@ -310,6 +312,7 @@ class DeploymentPool:
         for key in list(self._live):
             self._stop(key)
         processes.terminate_all()
+        self.launcher.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
         processes.unregister_dir(self._tmp)
 
@@ -373,6 +376,7 @@ class DeploymentPool:
             handles: list[ServerHandle] = []
             pending: list[VllmServer] = []
             ports = deployment_ports(medium)
+            launch = self.launcher.for_deployment(roles)
             for i, role in enumerate(roles):
                 ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=ports[role] if role != "colocated" else free_port(),
                                     peer_ports=ports, services=services)
@@ -392,7 +396,7 @@ class DeploymentPool:
                 )
                 suffix = str(i) if len(roles) > 1 and role == "colocated" else ""
                 server = VllmServer(spec, logs / f"{tag}-{role}{suffix}.log")
-                server.start()
+                server.start(launch, i)
                 children.append(server.child)
                 if shared_gpu:
                     # One after the other: a GPU-sharing engine sizes its KV cache from free memory.
@@ -402,8 +406,9 @@ class DeploymentPool:
             # Started together, waited for together: one that dies ends the wait for all.
             handles += [server.wait_ready(self.server_timeout_s, watch=[s.child for s in pending if s is not server])
                         for server in pending]
-            confined = (confine_servers(handles, cores)
-                        if self.confine_threads and config.device == "cpu" and len(roles) > 1 else [])
+            # Threads can be re-pinned only where pytest runs (the local launcher).
+            confined = (confine_servers(handles, cores) if self.confine_threads and config.device == "cpu"
+                        and len(roles) > 1 and self.launcher.name == "local" else [])
             stage[0] = "proxy start-up"
             proxy_ctx = MediumContext(workdir=workdir, device=config.device, side_channel_port=0, peer_ports=ports,
                                       services=services)

@@ -41,6 +41,7 @@ class ServerHandle:
     log_path: str
     cmdline: tuple[str, ...]
     startup_s: float = 0.0
+    node: str | None = None                # the launcher's node id (Ray), None for local children
 
     def metrics_url(self) -> str:
         return self.url + "/metrics"
@@ -53,6 +54,7 @@ class ServerHandle:
         return {
             "role": self.role, "url": self.url, "pid": self.pid, "device": self.device,
             "gpu_indices": list(self.gpu_indices), "log_path": self.log_path, "startup_s": self.startup_s,
+            **({"node": self.node} if self.node else {}),
         }
 
 
@@ -137,9 +139,15 @@ class VllmServer:
     def name(self) -> str:
         return f"vLLM {self.spec.role} server"
 
-    def start(self) -> None:
-        self.child = processes.start(self.name, self.spec.command(self.port), env=self.spec.environment(),
-                                     log_path=self.log_path, ports=(self.port,))
+    def start(self, launch=None, index: int = 0) -> None:
+        """Start the server: as a local child, or through a launcher's start function (``launchers``)."""
+        if launch is None:
+            self.child = processes.start(self.name, self.spec.command(self.port), env=self.spec.environment(),
+                                         log_path=self.log_path, ports=(self.port,))
+            return
+        self.child = launch(index, self.name, self.spec.command(self.port), env=self.spec.environment(),
+                            log_path=self.log_path, ports=(self.port,))
+        self.url = f"http://{getattr(self.child, 'host', '127.0.0.1')}:{self.port}"
 
     def wait_ready(self, timeout_s: float, watch=()) -> ServerHandle:
         """The handle once healthy; :class:`ServerStartError` if it (or one of ``watch``) dies first."""
@@ -152,7 +160,7 @@ class VllmServer:
         self.handle = ServerHandle(
             role=self.spec.role, url=self.url, pid=self.child.pid, device=self._device_label(),
             gpu_indices=self.spec.gpu_indices, log_path=str(self.log_path),
-            cmdline=tuple(self.spec.command(self.port)), startup_s=startup_s,
+            cmdline=tuple(self.child.cmd), startup_s=startup_s, node=getattr(self.child, "node_id", None),
         )
         return self.handle
 

@@ -89,8 +89,18 @@ def _gpus_or_skip(config: pytest.Config) -> tuple[int, ...]:
         pytest.skip(f"no GPU energy measurement: {exc}")
 
 
+def _attached_dcgm(config: pytest.Config):
+    from ..attach.dcgm import meter_for
+
+    return meter_for(config)
+
+
 @pytest.fixture(scope="session")
 def disagg_energy_meter(pytestconfig: pytest.Config) -> Iterator[EnergyMeter]:
+    dcgm = _attached_dcgm(pytestconfig)
+    if dcgm is not None:      # an attached deployment's GPUs are read from its DCGM-exporter
+        yield dcgm
+        return
     meter = EnergyMeter(_gpus_or_skip(pytestconfig))
     try:
         meter.start()
