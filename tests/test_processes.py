@@ -26,6 +26,9 @@ def runtime_dir(tmp_path, monkeypatch):
     """Every test its own runtime dir: state files of other sessions on this machine stay out."""
     path = tmp_path / "runtime"
     monkeypatch.setenv("DISAGG_RUNTIME_DIR", str(path))
+    # A session of its own too: in a full run the pool's live deployments (children, temp dirs)
+    # are in the module's session and would be in this test's state file.
+    monkeypatch.setattr(processes, "_session", processes._Session())
     return path
 
 
