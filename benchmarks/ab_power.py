@@ -91,18 +91,19 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
            "machine": machine_info(), "workload": WORKLOAD, "mediums": {}}
     processes.install_sigterm_handler()
     pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=3)
-    seeds = iter(range(1, 100_000))
-
-    def spec(p: dict) -> WorkloadSpec:
+    def spec(p: dict, session: int, rnd: int) -> WorkloadSpec:
+        # One seed per round, the same on every side: as in the plugin's A/B rounds, a round's runs
+        # send the same requests at the same offsets, so the arrival pattern is no part of the
+        # difference between sides (with a seed per run it was most of it).
         return WorkloadSpec(arrival=poisson(p["rate"]), num_requests=p["requests"], prompt=fixed(WORKLOAD["prompt_tokens"]),
                             output=fixed(WORKLOAD["output_tokens"]), warmup=WORKLOAD["warmup_requests"],
-                            seed=next(seeds), name="ab-power")
+                            seed=1000 * (session + 1) + rnd + 1, name="ab-power")
 
     def one_round(config, p: dict, side: str, session: int, rnd: int) -> dict:
         t0 = time.monotonic()
         deployment = pool.get(config)
         started = time.monotonic() - t0
-        result = run_workload(deployment, spec(p), progress=False)
+        result = run_workload(deployment, spec(p, session, rnd), progress=False)
         samples = result.samples()
         print(f"{config.medium} s{session} r{rnd} {side}: median TTFT {np.median(samples[METRIC]):.2f} ms "
               f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
