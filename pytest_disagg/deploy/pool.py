@@ -49,12 +49,10 @@ class DeploymentConfig:
     max_num_seqs: int | None = None
     gpu_memory_utilization: float | None = None
     label: str | None = None             # e.g. the seed study's name ("co-2gpus")
-    proxy_fault: str = "none"            # test-only broken hand-off
-    proxy_extra_delay_ms: float = 0.0    # injected delay (gate power measurement)
     extra_server_args: tuple[str, ...] = ()
     python: str | None = None            # the servers' interpreter (A/B side B); None: this one
     server_env: tuple[tuple[str, str], ...] = ()   # extra server environment (A/B side B)
-    variant: str = ""                    # names a non-standard config in ids ("fault", "slow5pct")
+    variant: str = ""                    # names a non-standard config in ids ("slow5pct")
     weights: str = "dummy"               # "dummy" (--load-format dummy) or "checkpoint" (pytest_disagg.checkpoints)
     kv_cache_dtype: str = "auto"         # vLLM's --kv-cache-dtype
 
@@ -151,10 +149,6 @@ def proxy_command(medium: Medium, config: DeploymentConfig, handles: list[Server
         if ctx is None:
             raise DeploymentError(f"medium {medium.name} needs the deployment's context for its proxy arguments")
         cmd += medium.proxy_args(ctx)
-    if config.proxy_fault != "none":
-        cmd += ["--fault", config.proxy_fault]
-    if config.proxy_extra_delay_ms:
-        cmd += ["--extra-delay-ms", str(config.proxy_extra_delay_ms)]
     return cmd
 
 
