@@ -85,6 +85,7 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
     from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
     from pytest_disagg.load import WorkloadSpec, fixed, poisson, run_workload
     from pytest_disagg.mediums import MediumRegistry
+    from pytest_disagg.testing.faults import delayed_config
 
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "collector": "pytest_disagg.load.run_workload; three deployments alive per session, rounds rotated",
@@ -128,7 +129,7 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
                 a2 = DeploymentConfig(**base, variant=f"s{s}a2")
                 calib = one_round(a1, p, "A1", s, -1)        # sets the +5 % delay; not a measured round
                 delay = round(SHIFT * float(np.median(calib["samples"][METRIC])), 3)
-                b = DeploymentConfig(**base, variant=f"s{s}b", proxy_extra_delay_ms=delay)
+                b = delayed_config(pool.registry, DeploymentConfig(**base, variant=f"s{s}b"), delay)
                 entry["sessions"].append({"session": s, "injected_delay_ms": delay, "calibration": calib})
                 configs = {"A1": a1, "A2": a2, "B": b}
                 for r in range(p["rounds"]):

@@ -11,7 +11,7 @@ Two steps:
 1. **collect** (``--collect-to FILE``): for each medium, ``--runs`` runs of a Poisson workload,
    each on a freshly started deployment (``DeploymentPool`` + ``pytest_disagg.load``), and
    ``--delayed-runs`` runs of a deployment whose proxy injects ``+5 %`` of the measured median
-   TTFT before decode (``DeploymentConfig.proxy_extra_delay_ms``: a real slowdown, applied by the
+   TTFT before decode (``pytest_disagg.testing.faults.delayed``: a real slowdown, applied by the
    proxy to every request), interleaved with the normal ones. Per-request samples are saved as JSON.
 2. **statistics** (``--samples FILE``, or right after collecting), repeated ``--reps`` times
    (1,000 by default) at the suite's sample size ``--n`` and over a sweep of sizes:
@@ -111,6 +111,7 @@ def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, request
     from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
     from pytest_disagg.load import WorkloadSpec, fixed, poisson, run_workload
     from pytest_disagg.mediums import MediumRegistry
+    from pytest_disagg.testing.faults import delayed_config
 
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "collector": "pytest_disagg.load.run_workload; every run on a freshly started deployment",
@@ -166,7 +167,7 @@ def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, request
                 entry["runs"].append(one_run(normal, 0.0, workload))
             pooled = np.concatenate([r["samples"][METRIC] for r in entry["runs"]])
             entry["injected_delay_ms"] = delay = round(SHIFT * float(np.median(pooled)), 3)
-            slowed = DeploymentConfig(**base, proxy_extra_delay_ms=delay, variant="slow5pct")
+            slowed = delayed_config(pool.registry, DeploymentConfig(**base, variant="slow5pct"), delay)
             for k in range(max(runs - 2, delayed_runs)):
                 if k < delayed_runs:
                     entry["delayed_runs"].append(one_run(slowed, delay, workload))

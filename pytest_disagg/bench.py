@@ -14,9 +14,9 @@ import pytest
 from .measure import measured_run
 from .validity import assess
 
-# Fields of a DeploymentConfig that must not split baselines (a test-only injected delay is the
-# change being detected, not a different experiment).
-NOT_SUBJECT = ("proxy_extra_delay_ms", "proxy_fault", "variant")
+# Fields of a DeploymentConfig that must not split baselines: ``variant`` only names a config in ids
+# (test-only faults and delays are mediums of their own: pytest_disagg.testing.faults).
+NOT_SUBJECT = ("variant",)
 DEFAULT_NOT_SUBJECT = {"weights": "dummy", "kv_cache_dtype": "auto"}
 
 

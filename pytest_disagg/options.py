@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .deploy.launchers import LAUNCHERS
 from .mediums import MediumRegistry
 from .models import ModelConfigError, available_models, resolve_model
 
 DEVICES = ("auto", "cpu", "cuda")
 PREFIX_CACHING = ("both", "on", "off")
-LAUNCHERS = ("local", "ray")             # deploy/launchers registers them
 
 
 class OptionError(ValueError):

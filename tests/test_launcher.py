@@ -96,3 +96,14 @@ def test_fingerprint_records_a_non_local_launcher(pytester):
         result = pytester.runpytest(flag, "-s", "-p", "no:cacheprovider")
         assert result.ret == 0
         result.stdout.fnmatch_lines([f"*{want}*"])
+
+
+def test_the_option_accepts_exactly_the_registry(monkeypatch):
+    """--disagg-launcher is checked against deploy/launchers' LAUNCHERS: a launcher added there is
+    accepted, with no second list to keep in step."""
+    from pytest_disagg.options import OptionError, parse_launcher
+
+    with pytest.raises(OptionError, match="allowed values are local, ray"):
+        parse_launcher("pigeon")
+    monkeypatch.setitem(LAUNCHERS, "pigeon", lambda **_: LocalLauncher())
+    assert parse_launcher("pigeon") == "pigeon"

@@ -24,7 +24,7 @@ def test_cpu_cores_are_disjoint():
 
 def test_config_ids_and_digest():
     a = DeploymentConfig(medium="nixl-cpu", prefix_caching=True)
-    b = DeploymentConfig(medium="nixl-cpu", prefix_caching=True, proxy_fault="swap-kv-params", variant="fault")
+    b = DeploymentConfig(medium="nixl-cpu", prefix_caching=True, variant="fault")
     assert a.key() == "nixl-cpu-pc1" and b.key() == "nixl-cpu-pc1-fault"
     assert a.digest() != b.digest()
     assert DeploymentConfig(medium="colocated-dp", label="co-2gpus").key() == "co-2gpus-pc0"

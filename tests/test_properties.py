@@ -46,8 +46,10 @@ from pytest_disagg.checkpoints import context_sensitivity
 from pytest_disagg.deploy import DeploymentError, DeploymentPool
 from pytest_disagg.deploy.selfcheck import run_selfcheck
 from pytest_disagg.load import ClientOptions, RequestSpec, RunResult, all_at_once, build_requests, concurrency, run_workload
+from pytest_disagg.mediums import MediumRegistry
 from pytest_disagg.models import resolve_model
 from pytest_disagg.plugin import disagg_options_of
+from pytest_disagg.testing.faults import faulty_config
 
 pytestmark = pytest.mark.disagg
 
@@ -666,10 +668,13 @@ def test_equality_property_catches_a_swapped_kv_handoff(request, disagg_options,
     reason = unavailable_reason(request.config, "nixl-cpu")
     if reason:
         pytest.skip(reason)
-    config = disagg_config("nixl-cpu", weights="checkpoint", proxy_fault="swap-kv-params", variant="fault")
+    # The faulty medium (nixl-cpu+swap-kv-params) in a registry of its own: registered session-wide it
+    # would join every test's default medium list.
+    registry = MediumRegistry(list(disagg_pool.registry))
+    config = faulty_config(registry, disagg_config("nixl-cpu", weights="checkpoint"), "swap-kv-params")
     # Its own pool, without the self-check (which would reject this deployment before the property
     # could); released, not closed: DeploymentPool.close() ends every child of this process.
-    pool = DeploymentPool(disagg_pool.registry, logs_dir=disagg_options.logs_dir,
+    pool = DeploymentPool(registry, logs_dir=disagg_options.logs_dir,
                           server_timeout_s=disagg_options.server_timeout_s, max_live=1, selfcheck=False,
                           cache_dir=disagg_pool.cache_dir)
     try:

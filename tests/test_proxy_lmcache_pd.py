@@ -77,9 +77,9 @@ class LmcachePrefill(FakeVllm):
         req_id = body["kv_transfer_params"]["disagg_spec"]["req_id"]
         when = self.when[len(self.bodies) % len(self.when)]
         if when == "before":
-            target = self.proxy.pd.matched + 1
+            target = self.proxy.handoff.pd.matched + 1
             await self.sender.notify(req_id, self.copies)
-            await until(lambda: self.proxy.pd.matched >= target, "the proxy to match the message")
+            await until(lambda: self.proxy.handoff.pd.matched >= target, "the proxy to match the message")
         answer = await super().complete(request)
         if when == "after":
             self.tasks.append(asyncio.create_task(self._notify_after_answer(req_id)))
@@ -145,7 +145,7 @@ def test_prefill_carries_the_spec_and_decode_gets_the_original_request(when):
         async with deployment(prefill) as (client, proxy, decode, _):
             answer = await post(client, "r0")
             records, stats = await records_and_stats(client)
-            return answer, records, stats, proxy.pd, decode
+            return answer, records, stats, proxy.handoff.pd, decode
 
     (status, _, text), records, stats, pd, decode = asyncio.run(scenario())
     assert status == 200 and text.rstrip().endswith("data: [DONE]")
@@ -188,7 +188,7 @@ def test_no_message_is_504_at_handoff_and_a_late_one_is_counted():
         async with deployment(prefill, timeout_s=0.3) as (client, proxy, decode, sender):
             answer = await post(client, "r0")
             await sender.notify(prefill.bodies[0]["kv_transfer_params"]["disagg_spec"]["req_id"])
-            await until(lambda: proxy.pd.received == 1, "the late message")
+            await until(lambda: proxy.handoff.pd.received == 1, "the late message")
             return answer, *(await records_and_stats(client)), decode
 
     (status, stage, text), records, stats, decode = asyncio.run(scenario())
@@ -205,7 +205,7 @@ def test_one_message_per_decode_tp_rank(copies, status, timeout_s):
     async def scenario():
         async with deployment(prefill, ranks=2, timeout_s=timeout_s) as (client, proxy, decode, _):
             answer = await post(client, "r0")
-            return answer, proxy.pd, decode
+            return answer, proxy.handoff.pd, decode
 
     (got, stage, text), pd, decode = asyncio.run(scenario())
     assert got == status
@@ -225,8 +225,8 @@ def test_unmatched_and_malformed_messages_are_counted_not_kept():
             await sender.send_raw(b"\xc1 not msgpack")
             await sender.send_raw(msgspec.msgpack.encode({"type": "AllocRequest", "req_id": "x"}))
             answer = await post(client, "r0")
-            await until(lambda: proxy.pd.received == 5, "every message")
-            return answer, *(await records_and_stats(client)), proxy.pd
+            await until(lambda: proxy.handoff.pd.received == 5, "every message")
+            return answer, *(await records_and_stats(client)), proxy.handoff.pd
 
     (status, _, _), _, stats, pd = asyncio.run(scenario())
     assert status == 200
@@ -266,7 +266,7 @@ def test_port_flags_are_repeatable_or_comma_lists():
     proxy, _ = build(["--mode", "lmcache_pd", "--port", "1", "--prefill", "p", "--decode", "d",
                       "--pd-notify-port", "9", "--pd-receiver-init-port", "10,11",
                       "--pd-receiver-alloc-port", "12", "--pd-receiver-alloc-port", "13"])
-    assert (proxy.pd.notify_port, proxy.pd.init_ports, proxy.pd.alloc_ports, proxy.pd.ranks) == (9, [10, 11], [12, 13], 2)
+    assert (proxy.handoff.pd.notify_port, proxy.handoff.pd.init_ports, proxy.handoff.pd.alloc_ports, proxy.handoff.pd.ranks) == (9, [10, 11], [12, 13], 2)
     with pytest.raises(SystemExit):
         build(["--mode", "lmcache_pd", "--port", "1", "--prefill", "p", "--decode", "d"])
 
@@ -287,8 +287,8 @@ def test_pool_gives_servers_and_proxy_the_same_ports(tmp_path):
                         [_handle("prefill", 8100), _handle("decode", 8200)], 8000, ports)
     assert cmd[cmd.index("--mode") + 1] == "lmcache_pd"
     proxy, _ = build(cmd[cmd.index("--mode"):])
-    assert proxy.pd.disagg_spec("x") == lm.disagg_spec("x", expected)
-    assert proxy.pd.notify_port == expected.notify
+    assert proxy.handoff.pd.disagg_spec("x") == lm.disagg_spec("x", expected)
+    assert proxy.handoff.pd.notify_port == expected.notify
 
 
 def test_other_mediums_pass_no_pd_ports():
@@ -299,4 +299,4 @@ def test_other_mediums_pass_no_pd_ports():
                         3, ports)
     assert not [a for a in cmd if a.startswith("--pd-")]
     proxy, _ = build(cmd[cmd.index("--mode"):])
-    assert proxy.mode == "kv_params" and proxy.pd is None
+    assert proxy.mode == "kv_params" and proxy.handoff.name == "kv_params" and not hasattr(proxy.handoff, "pd")

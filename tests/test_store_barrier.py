@@ -248,7 +248,7 @@ def test_proxy_cli_refuses_a_barrier_outside_storage_mode(capsys):
     assert "for mode 'storage'" in capsys.readouterr().err
     proxy, _ = build(["--mode", "storage", "--prefill", "http://a", "--decode", "http://b", "--port", "1",
                       "--store-barrier", "redis:127.0.0.1:7000", "--store-chunk-tokens", "128"])
-    assert proxy.store_barrier.chunk_tokens == 128
+    assert proxy.handoff.barrier.chunk_tokens == 128
 
 
 @pytest.mark.parametrize("medium, want", [("lmcache-disk", "fs:"), ("lmcache-cpu", "redis:127.0.0.1:6399")])

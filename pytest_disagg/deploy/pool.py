@@ -22,7 +22,7 @@ from typing import Mapping
 
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
-from . import processes
+from . import handoffs, processes
 from .launchers import Launcher, LocalLauncher
 from .server import ServerHandle, ServerSpec, VllmServer, _healthy, free_port
 from .services import start_service
@@ -49,12 +49,10 @@ class DeploymentConfig:
     max_num_seqs: int | None = None
     gpu_memory_utilization: float | None = None
     label: str | None = None             # e.g. the seed study's name ("co-2gpus")
-    proxy_fault: str = "none"            # test-only broken hand-off
-    proxy_extra_delay_ms: float = 0.0    # injected delay (gate power measurement)
     extra_server_args: tuple[str, ...] = ()
     python: str | None = None            # the servers' interpreter (A/B side B); None: this one
     server_env: tuple[tuple[str, str], ...] = ()   # extra server environment (A/B side B)
-    variant: str = ""                    # names a non-standard config in ids ("fault", "slow5pct")
+    variant: str = ""                    # names a non-standard config in ids ("slow5pct")
     weights: str = "dummy"               # "dummy" (--load-format dummy) or "checkpoint" (pytest_disagg.checkpoints)
     kv_cache_dtype: str = "auto"         # vLLM's --kv-cache-dtype
 
@@ -118,14 +116,6 @@ class Deployment:
         }
 
 
-# The proxy flag for each medium port the proxy binds (notify) or hands prefill (LMCache PD).
-PROXY_PORT_FLAGS = {
-    "lmcache_pd_notify": "--pd-notify-port",
-    "lmcache_pd_init": "--pd-receiver-init-port",
-    "lmcache_pd_alloc": "--pd-receiver-alloc-port",
-}
-
-
 def deployment_ports(medium: Medium) -> dict[str, int]:
     """Distinct free ports: one per role (connector side channels) and one per name in ``medium.ports``.
 
@@ -148,22 +138,17 @@ def _free_port_except(taken) -> int:
 
 def proxy_command(medium: Medium, config: DeploymentConfig, handles: list[ServerHandle], port: int,
                   ports: Mapping[str, int], ctx: MediumContext | None = None) -> list[str]:
-    """The proxy's command line: its hand-off, its backends and the medium ports it needs."""
+    """The proxy's command line: its hand-off, its backends, the medium ports the hand-off needs
+    (``handoffs``) and the medium's own proxy arguments."""
     cmd = [sys.executable, "-m", "pytest_disagg.deploy.proxy", "--mode", medium.handoff, "--port", str(port)]
     for h in handles:
         flag = {"prefill": "--prefill", "decode": "--decode", "colocated": "--backend"}[h.role]
         cmd += [flag, h.url]
-    for name in medium.ports:
-        if name in PROXY_PORT_FLAGS:
-            cmd += [PROXY_PORT_FLAGS[name], str(ports[name])]
+    cmd += handoffs.get(medium.handoff).proxy_flags(medium.ports, ports)
     if medium.proxy_args is not None:
         if ctx is None:
             raise DeploymentError(f"medium {medium.name} needs the deployment's context for its proxy arguments")
         cmd += medium.proxy_args(ctx)
-    if config.proxy_fault != "none":
-        cmd += ["--fault", config.proxy_fault]
-    if config.proxy_extra_delay_ms:
-        cmd += ["--extra-delay-ms", str(config.proxy_extra_delay_ms)]
     return cmd
 
 

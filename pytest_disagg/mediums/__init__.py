@@ -19,8 +19,13 @@ class MediumRegistry:
             self.register(medium)
 
     def register(self, medium: Medium, *, replace: bool = False) -> None:
+        from ..deploy import handoffs
+
         if medium.name in self._by_name and not replace:
             raise ValueError(f"medium {medium.name!r} is already registered")
+        if medium.handoff not in handoffs.HANDOFFS:
+            raise ValueError(f"medium {medium.name!r}: unknown hand-off {medium.handoff!r}; "
+                             f"known: {', '.join(handoffs.HANDOFFS)} (deploy/handoffs/)")
         self._by_name[medium.name] = medium
 
     def get(self, name: str) -> Medium:

@@ -1,8 +1,9 @@
 """What a transfer medium is, and how to tell whether this install can run it.
 
 A medium is data plus two small functions (the kv_transfer_config and the environment of a role),
-so that adding one is a single entry in ``builtin.py`` (or a ``pytest_disagg_mediums`` hook in a
-user's conftest.py) and never a change to the deployment code.
+so that adding one is a single entry in ``builtin.py`` (or a ``pytest_disagg_register_mediums`` hook
+in a user's conftest.py) and never a change to the deployment code. How the proxy moves a request
+from prefill to decode is the hand-off the medium names (``deploy/handoffs/``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping
 
-Handoff = Literal["none", "kv_params", "storage", "lmcache_pd"]
 Role = Literal["prefill", "decode", "colocated"]
 
 
@@ -53,7 +53,8 @@ class Medium:
 
     name: str
     summary: str
-    handoff: Handoff                        # what the proxy does between the two stages
+    handoff: str                            # what the proxy does between the two stages: a key of
+                                            # deploy.handoffs.HANDOFFS (checked at registration)
     connector: str | None = None            # vLLM KV connector class name (registry key)
     needs_cuda: bool = False
     needs_modules: tuple[str, ...] = ()     # Python modules the servers import (e.g. "lmcache")
@@ -72,7 +73,9 @@ class Medium:
 
     @property
     def disaggregated(self) -> bool:
-        return self.handoff != "none"
+        from ..deploy import handoffs
+
+        return handoffs.get(self.handoff).disaggregated
 
     def roles(self) -> tuple[Role, ...]:
         if self.disaggregated:
