@@ -144,3 +144,31 @@ def test_sweep_crossover_uses_the_shared_crossing():
     assert out["ci_low"] <= out["rate"] <= out["ci_high"] and len(out["median_diff_ms"]) == 3
     with pytest.raises(ValueError, match="two rates"):
         crossover({1.0: [1.0]}, {1.0: [1.0]})
+
+
+# --- paired rounds: signed-rank p and Hodges-Lehmann interval -------------------------------------
+
+def test_signed_rank_p_floor_is_two_over_two_to_the_rounds():
+    for n, floor in ((8, 0.0078125), (10, 0.001953125), (12, 0.00048828125)):
+        assert stats.signed_rank_p(np.linspace(0.01, 0.1, n)) == pytest.approx(floor)
+    assert stats.signed_rank_p(np.zeros(5)) == 1.0
+
+
+def test_hodges_lehmann_interval_covers_the_shift_and_widens_to_nothing_with_few_rounds():
+    rng = np.random.default_rng(11)
+    hits = 0
+    for _ in range(400):
+        d = 0.05 + 0.04 * rng.standard_t(3, 12)
+        r = stats.hodges_lehmann_ratio(d, 0.95)
+        assert r.lo <= r.ratio <= r.hi
+        hits += r.lo <= np.exp(0.05) <= r.hi
+    assert 0.92 <= hits / 400 <= 0.99
+    few = stats.hodges_lehmann_ratio([0.1, 0.2, 0.15], 0.99)
+    assert (few.lo, few.hi) == (0.0, float("inf"))
+
+
+def test_paired_log_ratios_refuse_unpaired_or_non_positive_figures():
+    with pytest.raises(stats.StatsError, match="as many"):
+        stats.paired_log_ratios([1, 2], [1])
+    with pytest.raises(stats.StatsError, match="positive"):
+        stats.paired_log_ratios([1, 0], [1, 1])

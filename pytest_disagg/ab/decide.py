@@ -1,20 +1,27 @@
 """The A/B verdict per metric, Pinpoint-style, over rounds.
 
-A *round* is one run of the workload on each side (A then B, or B then A: ``round_order``).
-For a metric, each round gives one figure per side (the median of its per-request samples, or
-the run's figure for throughputs), and the verdict of ``decide`` is:
+A *round* is one run of the workload on each side (A then B, or B then A: ``round_order``), both
+sending the same requests (one seed per round). For a metric, each round gives one figure per
+side (the median of its per-request samples, or the run's figure for throughputs) and so one
+log ratio B/A; the verdict of ``decide`` is:
 
-- ``regressed`` / ``improved``: the sides differ — p = min(Mann-Whitney U, Kolmogorov-Smirnov)
-  over the round figures is at most ``alpha`` split over both tests and every planned look
-  (Bonferroni: the rounds are looked at more than once and the smaller of two p-values is taken,
-  so the per-look level is ``alpha / (2 * looks)``) *and* the B/A ratio's interval (whole rounds
-  resampled, paired: ``stats.clustered_ratio_of_medians``) lies on one side of 1;
-- ``same``: the ratio's interval lies inside ``1 ± same_band`` (the effect-size threshold: a
-  change smaller than that is not worth a verdict);
+- ``regressed`` / ``improved``: the sides differ — the two-sided Wilcoxon signed-rank p over the
+  rounds' log ratios is at most ``alpha`` split over every planned look (Bonferroni: the rounds
+  are looked at more than once, so the per-look level is ``alpha / looks``) *and* the B/A
+  interval (Hodges-Lehmann, the signed-rank test inverted: ``stats.hodges_lehmann_ratio``) lies on
+  one side of 1;
+- ``same``: that interval lies inside ``1 ± same_band`` (the effect-size threshold: a change
+  smaller than that is not worth a verdict);
 - ``undecided`` otherwise; the runner then adds rounds up to the budget.
 
-Rounds, not requests, are the unit: requests of one run share its deployment's state and the
-host's moment, so testing them as independent would call drift a regression.
+Why paired ranks: rounds, not requests, are the unit — requests of one run share its deployment's
+state and the host's moment, so testing them as independent would call drift a regression. Pairing
+the two runs of a round cancels what the round's moment does to both sides. And ranks: on the
+2-core box a quiet run's median TTFT moves ~5 % while a run the host disturbs moves 2-7x (either
+side), so a mean or a pooled median lets one such round decide; a rank gives it one vote. The
+test is exact for exchangeable pairs; its price is a floor on p of 2 / 2^rounds, so the first look
+that can call a change is at 10 rounds (0.0020 against a level of 0.01 / 2 looks at the default
+budget of 12); ``same`` can be called at any look. Measured rates: ``benchmarks/ab_power.py``.
 """
 from __future__ import annotations
 
@@ -29,7 +36,6 @@ from ..verdicts import IMPROVED, REGRESSED, SAME, UNDECIDED
 ALPHA = 0.01            # family level of one metric's verdict over all its looks
 SAME_BAND = 0.025       # |B/A - 1| below this, with confidence, is "same" (half the 5 % to detect)
 CONFIDENCE = 0.99
-RESAMPLES = 2000
 
 
 def round_order(n_rounds: int) -> list[tuple[str, str]]:
@@ -62,24 +68,17 @@ def round_figures(rounds: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def p_value(a: np.ndarray, b: np.ndarray) -> float:
-    """min(Mann-Whitney U, two-sample KS), both two-sided, exact where scipy can be."""
-    from scipy import stats as sps
-
-    if np.ptp(np.concatenate([a, b])) == 0:
-        return 1.0                                  # every figure equal: no evidence of a difference
-    mw = sps.mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue
-    ks = sps.ks_2samp(a, b, alternative="two-sided", method="auto").pvalue
-    return float(min(mw, ks))
+    """Two-sided exact signed-rank p over the rounds' log ratios log(b_k / a_k)."""
+    return stats.signed_rank_p(stats.paired_log_ratios(a, b))
 
 
 def level(looks: int, alpha: float = ALPHA) -> float:
-    return alpha / (2 * max(1, looks))
+    return alpha / max(1, looks)
 
 
 def decide(metric: str, direction: str, a_rounds: Sequence[Sequence[float]], b_rounds: Sequence[Sequence[float]], *,
-           looks: int, alpha: float = ALPHA, same_band: float = SAME_BAND, confidence: float = CONFIDENCE,
-           resamples: int = RESAMPLES, seed: int = stats.DEFAULT_SEED) -> Verdict:
-    """The verdict of one metric from its per-round samples of each side."""
+           looks: int, alpha: float = ALPHA, same_band: float = SAME_BAND, confidence: float = CONFIDENCE) -> Verdict:
+    """The verdict of one metric from its per-round samples of each side (rounds paired in order)."""
     if direction not in ("lower", "higher"):
         raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
     n = min(len(a_rounds), len(b_rounds))
@@ -87,13 +86,16 @@ def decide(metric: str, direction: str, a_rounds: Sequence[Sequence[float]], b_r
         return Verdict(metric, direction, UNDECIDED, n, reason=f"{n} round(s) per side: nothing to test")
     a_rounds, b_rounds = list(a_rounds)[:n], list(b_rounds)[:n]
     a, b = round_figures(a_rounds), round_figures(b_rounds)
-    ratio, lo, hi = stats.clustered_ratio_of_medians(a_rounds, b_rounds, confidence=confidence,
-                                                     resamples=resamples, seed=seed, paired=True)
-    p = p_value(a, b)
-    lvl = level(looks, alpha)
-    base = dict(metric=metric, direction=direction, rounds=n, ratio=ratio, lo=lo, hi=hi, p=p, level=lvl,
+    base = dict(metric=metric, direction=direction, rounds=n,
                 a_median=float(np.median(np.concatenate([np.asarray(r, float) for r in a_rounds]))),
                 b_median=float(np.median(np.concatenate([np.asarray(r, float) for r in b_rounds]))))
+    if (a <= 0).any() or (b <= 0).any():
+        return Verdict(verdict=UNDECIDED, reason="a round figure is 0: no ratio to test", **base)
+    d = stats.paired_log_ratios(a, b)
+    ratio, lo, hi = stats.hodges_lehmann_ratio(d, confidence)
+    p = stats.signed_rank_p(d)
+    lvl = level(looks, alpha)
+    base.update(ratio=ratio, lo=lo, hi=hi, p=p, level=lvl)
     if p <= lvl and (lo > 1.0 or hi < 1.0):
         worse = (lo > 1.0) == (direction == "lower")
         return Verdict(verdict=REGRESSED if worse else IMPROVED,

@@ -64,6 +64,7 @@ def ab_markdown(setup: dict, pairs: list[dict]) -> str:
 
     return (tabulate(sides_rows(setup), headers=["", "side A", "side B"], tablefmt="github") + "\n\n"
             + tabulate(pair_rows(pairs), headers=HEADERS, tablefmt="github") + "\n\n"
-            + f"Overall: **{words.worst([p['verdict'] for p in pairs])}**. B/A: ratio of pooled medians; interval: "
-            f"99 % bootstrap over whole rounds (paired); p: min(Mann-Whitney, KS) over round medians; "
+            + f"Overall: **{words.worst([p['verdict'] for p in pairs])}**. B/A: Hodges-Lehmann estimate of the rounds' "
+            f"B/A (each round's median on each side); interval: 99 %, the signed-rank test inverted; p: exact "
+            f"Wilcoxon signed-rank over the rounds' log B/A; "
             f"looks at rounds {setup.get('looks')}; fresh deployments per round: {setup.get('fresh')}.")
