@@ -1,15 +1,15 @@
 """How good is the A/B verdict? False-alarm rate and power of ``--disagg-ab``, on real vLLM rounds.
 
 ``pytest --disagg-ab=...`` runs a benchmark's workload on side A and side B in interleaved rounds
-and decides per metric with ``pytest_disagg.ab.decide`` (Pinpoint-style: Mann-Whitney / KS over
-round medians, an equivalence band for "same", more rounds while undecided). This benchmark
+and decides per metric with ``pytest_disagg.ab.decide`` (Pinpoint-style: a paired signed-rank
+test over the rounds' B/A, an equivalence band for "same", more rounds while undecided). This benchmark
 measures how often that rule is wrong, on rounds measured on real deployments of this machine.
 
 1. **collect** (no arguments, or ``--collect-to FILE``): per medium (``colocated`` and
    ``nixl-cpu``) a few *sessions*; each session starts three deployments and keeps them alive:
    ``A1`` and ``A2`` (the same software, started separately: an A/A pair, start-to-start drift
    included) and ``B`` (the same software, its proxy delaying every request by +5 % of the median
-   TTFT measured on ``A1`` first: ``DeploymentConfig.proxy_extra_delay_ms``, a real slowdown).
+   TTFT measured on ``A1`` first: ``pytest_disagg.testing.faults.delayed``, a real slowdown).
    Rounds run the three in rotating order (A1 A2 B, A2 B A1, B A1 A2, ...), one workload run each.
    Every round's per-request samples are saved, so the same file also says how much median TTFT
    moves between rounds of one deployment and between deployments (the drift question that decides
@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -56,19 +57,19 @@ METRIC = "ttft_ms"
 PER_REQUEST = ("ttft_ms", "tpot_ms", "e2el_ms")
 SIDES = ("A1", "A2", "B")
 
-# One round's workload: the load sweep's request shape on the tiny CPU model (192 in / 32 out),
-# Poisson arrivals at a low fraction of each medium's capacity (nixl-cpu is kept light: its
-# capacity on this box varies a lot between starts).
-WORKLOAD = {"arrival": "poisson", "prompt_tokens": 192, "output_tokens": 32, "warmup_requests": 2}
-PLAN = {  # medium -> sessions, rounds per session, requests per round, rate (req/s)
-    "colocated": {"sessions": 2, "rounds": 12, "requests": 24, "rate": 4.0},
-    "nixl-cpu": {"sessions": 2, "rounds": 12, "requests": 12, "rate": 1.0},
+# One round's workload: the A/B benchmark's own (``pytest_disagg.ab.workload.ab_spec``: the load
+# sweep's request shape, Poisson arrivals at a fixed low rate per medium), so that the rates measured
+# here are those of what ``pytest tests/benchmarks/test_ab_latency.py --disagg-ab=...`` decides on.
+PLAN = {  # medium -> sessions, rounds per session (~25 min in all on the 2-core box)
+    "colocated": {"sessions": 2, "rounds": 12},
+    "nixl-cpu": {"sessions": 1, "rounds": 12},
 }
 # On a GPU (``--device cuda``): tiny-llama-gpu, the three deployments of a session share the GPUs
-# (a quarter of the memory each), one session per command so that a command fits in 10 minutes.
+# (a quarter of the memory each), one session per command so that a command fits in 10 minutes;
+# requests and rate set here (192 in / 32 out, as the first GPU sessions ran).
 GPU_PLAN = {
-    "colocated": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 8.0},
-    "nixl-gpu": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 4.0},
+    "colocated": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 8.0, "prompt": 192, "output": 32},
+    "nixl-gpu": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 4.0, "prompt": 192, "output": 32},
 }
 GPU_MEMORY_SHARE = 0.25
 
@@ -83,28 +84,31 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
             first_session: int = 0) -> dict:
     from pytest_disagg.baseline.fingerprint import machine_info
     from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
-    from pytest_disagg.load import WorkloadSpec, fixed, poisson, run_workload
+    from pytest_disagg.ab.workload import ab_spec
+    from pytest_disagg.load import WorkloadSpec, fixed, run_workload
     from pytest_disagg.mediums import MediumRegistry
     from pytest_disagg.testing.faults import delayed_config
 
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "collector": "pytest_disagg.load.run_workload; three deployments alive per session, rounds rotated",
-           "machine": machine_info(), "workload": WORKLOAD, "mediums": {}}
+           "machine": machine_info(), "mediums": {}}
     processes.install_sigterm_handler()
     pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=3)
-    def spec(p: dict, session: int, rnd: int) -> WorkloadSpec:
+    def spec(medium: str, p: dict, session: int, rnd: int) -> WorkloadSpec:
         # One seed per round, the same on every side: as in the plugin's A/B rounds, a round's runs
         # send the same requests at the same offsets, so the arrival pattern is no part of the
         # difference between sides (with a seed per run it was most of it).
-        return WorkloadSpec(arrival=poisson(p["rate"]), num_requests=p["requests"], prompt=fixed(WORKLOAD["prompt_tokens"]),
-                            output=fixed(WORKLOAD["output_tokens"]), warmup=WORKLOAD["warmup_requests"],
-                            seed=1000 * (session + 1) + rnd + 1, name="ab-power")
+        seed = 1000 * (session + 1) + rnd + 1
+        w = ab_spec(device, medium, seed=seed, load=(p["rate"], p["requests"]) if "rate" in p else None)
+        if "prompt" in p:
+            w = dataclasses.replace(w, prompt=fixed(p["prompt"]), output=fixed(p["output"]))
+        return w
 
-    def one_round(config, p: dict, side: str, session: int, rnd: int) -> dict:
+    def one_round(config, medium: str, p: dict, side: str, session: int, rnd: int) -> dict:
         t0 = time.monotonic()
         deployment = pool.get(config)
         started = time.monotonic() - t0
-        result = run_workload(deployment, spec(p, session, rnd), progress=False)
+        result = run_workload(deployment, spec(medium, p, session, rnd), progress=False)  # B's medium is medium+delay
         samples = result.samples()
         print(f"{config.medium} s{session} r{rnd} {side}: median TTFT {np.median(samples[METRIC]):.2f} ms "
               f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
@@ -122,12 +126,14 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
                 base = dict(medium=medium, model="tiny-llama-gpu", device="cuda", gpus=gpus, prefix_caching=False,
                             gpu_memory_utilization=GPU_MEMORY_SHARE / (1 if medium == "colocated" or len(gpus) > 1
                                                                        else 2))
-            entry = {"plan": p, "config": asdict(DeploymentConfig(**base)), "rounds": [], "sessions": []}
+            w = spec(medium, p, 0, 0)
+            entry = {"plan": {**p, "requests": w.num_requests, "rate": w.arrival.rate}, "workload": w.to_json(),
+                     "config": asdict(DeploymentConfig(**base)), "rounds": [], "sessions": []}
             doc["mediums"][medium] = entry
             for s in range(first_session, first_session + p["sessions"]):
                 a1 = DeploymentConfig(**base, variant=f"s{s}a1")
                 a2 = DeploymentConfig(**base, variant=f"s{s}a2")
-                calib = one_round(a1, p, "A1", s, -1)        # sets the +5 % delay; not a measured round
+                calib = one_round(a1, medium, p, "A1", s, -1)        # sets the +5 % delay; not a measured round
                 delay = round(SHIFT * float(np.median(calib["samples"][METRIC])), 3)
                 b = delayed_config(pool.registry, DeploymentConfig(**base, variant=f"s{s}b"), delay)
                 entry["sessions"].append({"session": s, "injected_delay_ms": delay, "calibration": calib})
@@ -135,7 +141,7 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
                 for r in range(p["rounds"]):
                     order = SIDES[r % 3:] + SIDES[:r % 3]
                     for side in order:
-                        entry["rounds"].append(one_round(configs[side], p, side, s, r))
+                        entry["rounds"].append(one_round(configs[side], medium, p, side, s, r))
                     out.write_text(json.dumps(doc))
                 for c in configs.values():
                     pool.release(c)
@@ -200,8 +206,9 @@ def session_rounds(entry: dict) -> dict[int, dict[str, list[np.ndarray]]]:
 def drift(entry: dict) -> list[list]:
     """Within- vs between-deployment spread: the SD of round medians on one deployment (as % of
     the session's A1 median) beside A2/A1, two deployments of the same software started apart,
-    with its 99 % interval over paired rounds (an interval excluding 1 is start-to-start drift
-    that interleaving alone would call a change), and B/A1 (the +5 % injected)."""
+    with its 99 % interval over paired rounds (Hodges-Lehmann, as the verdict computes it: an
+    interval excluding 1 is start-to-start drift that interleaving alone would call a change), and
+    B/A1 (the +5 % injected)."""
     from pytest_disagg import stats
 
     rows = []
@@ -210,8 +217,8 @@ def drift(entry: dict) -> list[list]:
         ref = float(np.median(med["A1"]))
         within = float(np.mean([np.std(med[x], ddof=1) for x in ("A1", "A2")])) / ref
         paired = med["A2"] / med["A1"]
-        aa = stats.clustered_ratio_of_medians(sides["A1"], sides["A2"], confidence=0.99, paired=True)
-        ab = stats.clustered_ratio_of_medians(sides["A1"], sides["B"], confidence=0.99, paired=True)
+        aa = stats.hodges_lehmann_ratio(np.log(paired), 0.99)
+        ab = stats.hodges_lehmann_ratio(np.log(med["B"] / med["A1"]), 0.99)
         rows.append([s, len(med["A1"]), f"{ref:.2f}", f"{within * 100:.1f} %",
                      f"{aa.ratio:.3f} [{aa.lo:.3f}, {aa.hi:.3f}]", f"{np.std(paired, ddof=1) * 100:.1f} %",
                      f"{ab.ratio:.3f} [{ab.lo:.3f}, {ab.hi:.3f}]"])
@@ -223,7 +230,7 @@ def trial(sides: dict[str, list[np.ndarray]], other: str, looks: tuple[int, ...]
     """One sequential A/B decision on TTFT, rounds drawn (paired, with replacement) from one session."""
     from pytest_disagg.ab.decide import Sequential
 
-    seq = Sequential({METRIC: "lower"}, looks, seed=seed)
+    seq = Sequential({METRIC: "lower"}, looks)
     n = len(sides["A1"])
     # Without replacement where the session has the budget's rounds: a duplicated round would make
     # the rank tests see agreement that was never measured (false alarms overstated).
