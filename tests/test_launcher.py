@@ -107,3 +107,15 @@ def test_the_option_accepts_exactly_the_registry(monkeypatch):
         parse_launcher("pigeon")
     monkeypatch.setitem(LAUNCHERS, "pigeon", lambda **_: LocalLauncher())
     assert parse_launcher("pigeon") == "pigeon"
+
+
+def test_servers_keep_vllms_own_sockets_on_loopback_unless_told(tmp_path, monkeypatch):
+    """vLLM binds its engine-worker queue to the host's routed address by default (get_ip)."""
+    from pytest_disagg.deploy.server import ServerSpec
+
+    spec = ServerSpec(role="colocated", model_dir=tmp_path, served_name="m", device="cpu", dtype="float32",
+                      max_model_len=128, prefix_caching=False)
+    monkeypatch.delenv("VLLM_HOST_IP", raising=False)
+    assert spec.environment()["VLLM_HOST_IP"] == "127.0.0.1"
+    monkeypatch.setenv("VLLM_HOST_IP", "10.1.2.3")
+    assert spec.environment()["VLLM_HOST_IP"] == "10.1.2.3"

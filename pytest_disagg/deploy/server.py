@@ -113,6 +113,9 @@ class ServerSpec:
             "TRANSFORMERS_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         })
+        # vLLM binds its engine-worker message queue to get_ip(), the host's routed address, unless
+        # told otherwise; everything a deployment opens stays on loopback unless the user says so.
+        env.setdefault("VLLM_HOST_IP", "127.0.0.1")
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kv_cache_gib)
             if self.cpu_cores is not None:
