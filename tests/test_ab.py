@@ -88,8 +88,9 @@ def test_looks_and_fresh_default():
     o = opts(ab="same", ab_env="A=1")
     assert o.looks() == tuple(range(MIN_ROUNDS, o.max_rounds + 1, o.step))
     assert ABOptions(None, (), (), 11, "auto").looks() == (10, 11)
-    assert not o.fresh_for("cpu") and o.fresh_for("cuda")
-    assert opts(ab="same", ab_env="A=1", ab_fresh="yes").fresh_for("cpu")
+    assert o.fresh_for("cpu") and o.fresh_for("cuda")            # default yes: start-to-start offsets measured
+    auto = opts(ab="same", ab_env="A=1", ab_fresh="auto")
+    assert not auto.fresh_for("cpu") and auto.fresh_for("cuda")
 
 
 def test_side_b_config_carries_interpreter_env_and_args():
@@ -196,7 +197,7 @@ class FakePool:
         self.released.append(config.key())
 
 
-def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="auto"):
+def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no"):
     rng = np.random.default_rng(9)
     calls = []
 

@@ -27,7 +27,8 @@ def test_ab_same_software_other_seed_on_colocated(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/benchmarks/test_ab_latency.py", "-q", "-p", "no:cacheprovider",
          "--disagg-mediums=colocated", "--disagg-prefix-caching=off", "--disagg-ab=same",
-         "--disagg-ab-server-args=--seed 1234", f"--disagg-ab-max-rounds={MIN_ROUNDS}", f"--disagg-json={out}",
+         "--disagg-ab-server-args=--seed 1234", f"--disagg-ab-max-rounds={MIN_ROUNDS}",
+         "--disagg-ab-fresh=no", f"--disagg-json={out}",
          "--disagg-baseline=warn", f"--disagg-logs={tmp_path / 'logs'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=1500)
     text = proc.stdout + proc.stderr
