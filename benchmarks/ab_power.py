@@ -13,7 +13,8 @@ measures how often that rule is wrong, on rounds measured on real deployments of
    Rounds run the three in rotating order (A1 A2 B, A2 B A1, B A1 A2, ...), one workload run each.
    Every round's per-request samples are saved, so the same file also says how much median TTFT
    moves between rounds of one deployment and between deployments (the drift question that decides
-   whether A/B needs fresh deployments per round).
+   whether A/B needs fresh deployments per round). ``--fresh`` starts the three anew every round,
+   as ``--disagg-ab-fresh=yes`` (the plugin's default) does.
 2. **statistics** (``--samples FILE``, or right after collecting): per medium, ``--reps`` sequential
    A/B decisions run exactly as the plugin runs them (``decide.sequential``), each drawing its rounds
    with replacement from one session's measured rounds: A/A = A1 vs A2 (false alarm = a
@@ -34,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import json
 import math
@@ -57,19 +57,19 @@ METRIC = "ttft_ms"
 PER_REQUEST = ("ttft_ms", "tpot_ms", "e2el_ms")
 SIDES = ("A1", "A2", "B")
 
-# One round's workload: the A/B benchmark's own (``pytest_disagg.ab.workload.ab_spec``: the load
-# sweep's request shape, Poisson arrivals at a fixed low rate per medium), so that the rates measured
-# here are those of what ``pytest tests/benchmarks/test_ab_latency.py --disagg-ab=...`` decides on.
+# One round's workload: the A/B benchmark's own (``pytest_disagg.ab.workload.ab_spec``: closed loop,
+# one request at a time, 512-token prompts, 8 output tokens, 48 requests) on its CPU model
+# (``small-llama-cpu``), so that the rates measured here are those of
+# ``pytest tests/benchmarks/test_ab_latency.py --disagg-model=small-llama-cpu --disagg-ab=...``.
 PLAN = {  # medium -> sessions, rounds per session (~25 min in all on the 2-core box)
     "colocated": {"sessions": 2, "rounds": 12},
     "nixl-cpu": {"sessions": 1, "rounds": 12},
 }
 # On a GPU (``--device cuda``): tiny-llama-gpu, the three deployments of a session share the GPUs
-# (a quarter of the memory each), one session per command so that a command fits in 10 minutes;
-# requests and rate set here (192 in / 32 out, as the first GPU sessions ran).
+# (a quarter of the memory each), one session per command so that a command fits in 10 minutes.
 GPU_PLAN = {
-    "colocated": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 8.0, "prompt": 192, "output": 32},
-    "nixl-gpu": {"sessions": 1, "rounds": 12, "requests": 24, "rate": 4.0, "prompt": 192, "output": 32},
+    "colocated": {"sessions": 1, "rounds": 12},
+    "nixl-gpu": {"sessions": 1, "rounds": 12},
 }
 GPU_MEMORY_SHARE = 0.25
 
@@ -81,28 +81,24 @@ class SamplesFileError(ValueError):
 # --- (a) collection -------------------------------------------------------------------------------
 
 def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "cpu", gpus: tuple[int, ...] = (),
-            first_session: int = 0) -> dict:
+            first_session: int = 0, fresh: bool = False) -> dict:
     from pytest_disagg.baseline.fingerprint import machine_info
     from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
-    from pytest_disagg.ab.workload import ab_spec
-    from pytest_disagg.load import WorkloadSpec, fixed, run_workload
+    from pytest_disagg.ab.workload import CPU_MODEL, ab_spec
+    from pytest_disagg.load import WorkloadSpec, run_workload
     from pytest_disagg.mediums import MediumRegistry
     from pytest_disagg.testing.faults import delayed_config
 
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "collector": "pytest_disagg.load.run_workload; three deployments alive per session, rounds rotated",
+           "collector": "pytest_disagg.load.run_workload; " + ("three fresh deployments every round" if fresh else
+                                                                "three deployments alive per session") + ", rounds rotated",
+           "fresh": fresh,
            "machine": machine_info(), "mediums": {}}
     processes.install_sigterm_handler()
     pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=3)
     def spec(medium: str, p: dict, session: int, rnd: int) -> WorkloadSpec:
-        # One seed per round, the same on every side: as in the plugin's A/B rounds, a round's runs
-        # send the same requests at the same offsets, so the arrival pattern is no part of the
-        # difference between sides (with a seed per run it was most of it).
-        seed = 1000 * (session + 1) + rnd + 1
-        w = ab_spec(device, medium, seed=seed, load=(p["rate"], p["requests"]) if "rate" in p else None)
-        if "prompt" in p:
-            w = dataclasses.replace(w, prompt=fixed(p["prompt"]), output=fixed(p["output"]))
-        return w
+        # One seed per round, the same on every side, as in the plugin's A/B rounds.
+        return ab_spec(device, medium, seed=1000 * (session + 1) + rnd + 1)
 
     def one_round(config, medium: str, p: dict, side: str, session: int, rnd: int) -> dict:
         t0 = time.monotonic()
@@ -121,13 +117,13 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
         for medium in mediums:
             p = plan[medium]
             if device == "cpu":
-                base = dict(medium=medium, model="tiny-llama-cpu", device="cpu", block_size=32, prefix_caching=False)
+                base = dict(medium=medium, model=CPU_MODEL, device="cpu", block_size=32, prefix_caching=False)
             else:
                 base = dict(medium=medium, model="tiny-llama-gpu", device="cuda", gpus=gpus, prefix_caching=False,
                             gpu_memory_utilization=GPU_MEMORY_SHARE / (1 if medium == "colocated" or len(gpus) > 1
                                                                        else 2))
             w = spec(medium, p, 0, 0)
-            entry = {"plan": {**p, "requests": w.num_requests, "rate": w.arrival.rate}, "workload": w.to_json(),
+            entry = {"plan": {**p, "requests": w.num_requests}, "workload": w.to_json(),
                      "config": asdict(DeploymentConfig(**base)), "rounds": [], "sessions": []}
             doc["mediums"][medium] = entry
             for s in range(first_session, first_session + p["sessions"]):
@@ -143,6 +139,9 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
                     for side in order:
                         entry["rounds"].append(one_round(configs[side], medium, p, side, s, r))
                     out.write_text(json.dumps(doc))
+                    if fresh:                    # as --disagg-ab-fresh=yes: every round on new deployments
+                        for c in configs.values():
+                            pool.release(c)
                 for c in configs.values():
                     pool.release(c)
             out.write_text(json.dumps(doc))
@@ -278,7 +277,7 @@ def statistics(data: dict, *, reps: int, seed: int, max_rounds: int) -> tuple[fl
     fa_all, pw_all = [], []
     for name, entry in data["mediums"].items():
         plan = entry.get("plan", {})
-        print(f"{name}: {plan.get('requests')} requests per run at {plan.get('rate')} req/s; "
+        print(f"{name}: {plan.get('requests')} requests per run, {json.dumps(entry.get('workload', {}).get('arrival'))}; "
               f"injected delay per session: {[s['injected_delay_ms'] for s in entry.get('sessions', [])]} ms")
         print(tabulate(drift(entry), headers=["session", "rounds", "A1 TTFT median ms", "within: round SD",
                                               "A2/A1 [99 %] (start-to-start)", "SD of A2/A1 per round",
@@ -314,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect-to", type=Path, default=Path("ab-power-samples.json"),
                     help="where the collection writes its rounds (default ab-power-samples.json)")
     ap.add_argument("--mediums", default="colocated,nixl-cpu", help="collect: mediums (default colocated,nixl-cpu)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="collect: three fresh deployments every round (the plugin's default --disagg-ab-fresh=yes; "
+                         "~3 starts per round, ~25 min per 12 colocated rounds here) instead of three kept up")
     ap.add_argument("--reps", type=int, default=500, help="sequential decisions per medium and scenario")
     ap.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_ROUNDS,
                     help=f"round budget (default: the suite's --disagg-ab-max-rounds default, {DEFAULT_MAX_ROUNDS})")
@@ -335,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             gpus = tuple(int(g) for g in args.gpus.split(",")) if args.device == "cuda" else ()
         except ValueError:
             ap.error(f"--gpus={args.gpus!r}: give GPU indices like 0 or 0,1")
-        collect(args.collect_to, mediums, plan, device=args.device, gpus=gpus, first_session=args.first_session)
+        collect(args.collect_to, mediums, plan, device=args.device, gpus=gpus, first_session=args.first_session,
+                fresh=args.fresh)
         paths = [args.collect_to]
     else:
         paths = args.samples

@@ -56,5 +56,5 @@ def pytest_terminal_summary(terminalreporter, config):
     session = config.stash.get(_AB_KEY, None)
     if session is None or not session.pairs:
         return
-    terminalreporter.write_sep("-", "disagg: A/B (B/A ratio of medians, 99 % interval over rounds)")
+    terminalreporter.write_sep("-", "disagg: A/B (B/A per round, Hodges-Lehmann, 99 % signed-rank interval)")
     terminalreporter.write_line(ab_table(session.setup_json(), session.pairs))
