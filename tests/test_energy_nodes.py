@@ -185,3 +185,41 @@ def test_nvml_source_loads_a_factory_from_a_file(tmp_path):
 def test_deployment_meter_refuses_a_deployment_without_gpus(cluster):
     with pytest.raises(ValueError, match="use no GPU"):
         DeploymentMeter(cluster.backend, [server("prefill", "node-a")])
+
+
+def fake_config(launcher, device):
+    from pytest_disagg.plugin import _OPTIONS_KEY
+
+    config = SimpleNamespace(stash=pytest.Stash(), cleanups=[])
+    config.add_cleanup = config.cleanups.append
+    config.stash[_OPTIONS_KEY] = SimpleNamespace(launcher=launcher, device=device)
+    return config
+
+
+@pytest.mark.parametrize("launcher, device", [("local", "cuda"), ("local", "cpu"), ("ray", "cpu")])
+def test_energy_is_read_here_unless_ray_runs_the_servers_on_gpus(launcher, device):
+    from pytest_disagg.energy.pytest_plugin import remote_energy
+
+    config = fake_config(launcher, device)
+    assert remote_energy(config) is None and config.cleanups == []
+
+
+def test_ray_on_gpus_gives_one_node_energy_per_session_closed_at_the_end():
+    pytest.importorskip("ray", reason="ray is not installed")
+    from pytest_disagg.deploy.launchers.ray_energy import RaySamplers
+    from pytest_disagg.energy.pytest_plugin import remote_energy
+
+    config = fake_config("ray", "cuda")
+    energy = remote_energy(config)
+    assert isinstance(energy, NodeEnergy) and isinstance(energy.backend, RaySamplers)
+    assert remote_energy(config) is energy and config.cleanups == [energy.close]
+
+
+def test_measure_binds_a_node_meter_to_the_deployment_and_leaves_a_local_one(cluster):
+    from pytest_disagg.measure import _bound
+
+    deployment = SimpleNamespace(servers=(server("prefill", "node-a", 1), server("decode", "node-b", 1)))
+    meter, roles = _bound(cluster.energy, deployment)
+    assert isinstance(meter, DeploymentMeter) and roles == {"prefill": (0,), "decode": (1,)}
+    local = object()
+    assert _bound(local, deployment) == (local, {"prefill": (1,), "decode": (1,)})
