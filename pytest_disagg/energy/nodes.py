@@ -21,11 +21,12 @@ import importlib
 import importlib.util
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from types import SimpleNamespace
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from . import nvmllib
-from .attribution import ROLE_DECODE, ROLE_PREFILL
-from .nvml import EnergyMeter, WindowHandle
+from .attribution import gpus_by_role
+from .nvml import EnergyMeter, WindowHandle, windowed
 from .results import EnergyWindow, summarize_methods
 
 # Windows of one name on different nodes open and close a few calls apart. Below one update of
@@ -202,14 +203,8 @@ class DeploymentMeter:
     def gpus_by_role(self) -> dict[str, tuple[int, ...]]:
         """Prefill's and decode's GPU keys in this meter's windows (colocated: both)."""
         key = {p: i for i, p in enumerate(self.places)}
-        roles: dict[str, set[int]] = {ROLE_PREFILL: set(), ROLE_DECODE: set()}
-        for s in self.servers:
-            keys = {key[GpuPlace(s.node, int(g))] for g in s.gpu_indices}
-            for role in ((ROLE_PREFILL, ROLE_DECODE) if s.role == "colocated" else (s.role,)):
-                if role not in roles:
-                    raise ValueError(f"unknown server role {s.role!r}")
-                roles[role].update(keys)
-        return {r: tuple(sorted(k)) for r, k in roles.items()}
+        return gpus_by_role(SimpleNamespace(role=s.role, gpu_indices=[key[GpuPlace(s.node, int(g))] for g in s.gpu_indices])
+                            for s in self.servers)
 
     def begin(self, name: str) -> None:
         try:
@@ -233,16 +228,8 @@ class DeploymentMeter:
             with contextlib.suppress(NodeSamplerError):
                 self._backend.call((node,), "cancel", name)
 
-    @contextlib.contextmanager
-    def window(self, name: str) -> Iterator[WindowHandle]:
-        handle = WindowHandle(name)
-        self.begin(name)
-        try:
-            yield handle
-        except BaseException:
-            self.cancel(name)
-            raise
-        handle._result = self.end(name)
+    def window(self, name: str) -> contextlib.AbstractContextManager[WindowHandle]:
+        return windowed(self, name)
 
 
 class NodeEnergy:
