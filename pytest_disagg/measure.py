@@ -20,6 +20,16 @@ def _host_meter():
     return RaplMeter(("package", "dram"), poll_interval_s=None)
 
 
+def _bound(meter, deployment):
+    """The meter and the prefill/decode GPU keys of its windows: a local meter as it is; a
+    multi-node one (``energy/nodes.py``, it has ``for_deployment``) bound to this deployment's nodes."""
+    bind = getattr(meter, "for_deployment", None)
+    if bind is None:
+        return meter, gpus_by_role(deployment.servers)
+    bound = bind(deployment)
+    return bound, bound.gpus_by_role()
+
+
 def measured_run(deployment, spec: WorkloadSpec, *, meter=None, host_energy: bool = True,
                  window_name: str | None = None, progress: bool | None = None) -> RunResult:
     """Run ``spec``; with an NVML ``meter``, the result carries the energy record
@@ -30,6 +40,7 @@ def measured_run(deployment, spec: WorkloadSpec, *, meter=None, host_energy: boo
     if spec.warmup:
         run_workload(deployment, dataclasses.replace(spec, num_requests=spec.warmup, warmup=0), progress=False)
     measured_spec = dataclasses.replace(spec, warmup=0)
+    meter, roles = _bound(meter, deployment)
     name = window_name or f"{deployment.key}:{spec.spec_hash()[:8]}:{time.monotonic_ns()}"
     rapl = _host_meter() if host_energy else None
     if rapl is not None:
@@ -38,7 +49,6 @@ def measured_run(deployment, spec: WorkloadSpec, *, meter=None, host_energy: boo
         run = run_workload(deployment, measured_spec, progress=progress)
     host = rapl.end(name) if rapl is not None else ()
     ok = [r for r in run.measured if r.ok]
-    roles = gpus_by_role(deployment.servers)
     attribution = attribute(
         handle.result, prefill_gpus=roles["prefill"], decode_gpus=roles["decode"],
         prompt_tokens=sum(r.prompt_tokens for r in ok), output_tokens=sum(r.output_tokens for r in ok),

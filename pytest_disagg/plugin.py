@@ -226,8 +226,23 @@ def pytest_disagg_update_fingerprint(config, fingerprint):
     if options is not None and options.launcher != "local":
         fingerprint["launcher"] = options.launcher
         pool = config.stash.get(_POOL_KEY, None)
+        if options.launcher == "ray" and options.device == "cuda":
+            pool = pool_of(config)
+            pool.launcher.connect()     # the nodes' GPUs are fingerprinted whenever this runs first
+            _add_node_gpus(config, fingerprint)
         if pool is not None:
             fingerprint.update({k: v for k, v in pool.launcher.describe().items() if k.startswith("ray_nodes")})
+
+
+def _add_node_gpus(config, fingerprint) -> None:
+    """Per Ray GPU node, its GPU models and driver, as its energy sampler reads them (NVML, read-only)."""
+    from .deploy.launchers.ray_energy import gpu_nodes
+    from .energy.nodes import node_fingerprint
+    from .energy.pytest_plugin import remote_energy
+
+    nodes = gpu_nodes()
+    if nodes:
+        fingerprint["ray_node_gpus"] = node_fingerprint(remote_energy(config).identities(nodes))
 
 
 def attached_deployment(config):
@@ -324,6 +339,9 @@ def _no_energy_reason(config) -> str | None:
 
     if energy_gpus(config) is not None:
         return None
+    options = config.stash[_OPTIONS_KEY]
+    if options.launcher == "ray" and options.device == "cuda":
+        return None                 # read on the servers' nodes (energy/nodes.py), not here
     try:
         nvmllib.all_gpus()
     except nvmllib.NvmlUnavailable as exc:

@@ -31,6 +31,7 @@ NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
 NVML_TEMPERATURE_GPU = 0
 
+FAKE_DRIVER = "999.99-fake"
 H100_SM_CLOCKS = tuple(range(1980, 344, -15))   # 1980 .. 345 MHz in 15 MHz steps, as an H100 lists them
 
 
@@ -259,3 +260,18 @@ def read_record(path: str | Path) -> list[list]:
     if not p.exists():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+class FakeNvmlWithDriver(FakeNvml):
+    """The fake plus the driver-version query (the plain fake models a binding without it)."""
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return FAKE_DRIVER
+
+
+def two_gpus_in_real_time() -> FakeNvml:
+    """For samplers in other processes (``energy.nodes.load_nvml_source``): GPU 0 at 100 W and
+    GPU 1 at 300 W, on the real monotonic clock, so a window's joules follow its length."""
+    import time
+
+    return FakeNvmlWithDriver([FakeGpu(power_w=100.0), FakeGpu(power_w=300.0)], clock=time.monotonic)

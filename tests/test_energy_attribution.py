@@ -1,6 +1,7 @@
 """Attribution: split stages when each has its own GPUs, `shared` whole-GPU figures otherwise."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -109,6 +110,11 @@ def test_the_energy_record_has_exactly_its_typed_keys():
                           counter_period_s=0.1)
     record = attribute(window, prefill_gpus=[0], decode_gpus=[0], prompt_tokens=20, output_tokens=10,
                        requests=2).record()
-    assert set(record) == set(EnergyRecord.__annotations__)
+    assert set(record) == set(EnergyRecord.__required_keys__)       # one machine: no gpu_nodes
     assert record["joules_per_token"] == 1.0 and record["components"]["gpu"]["j_per_token"] == 1.0
     assert "by_component" not in record and "j_per_token" not in record
+    merged = dataclasses.replace(window, gpu_nodes={0: {"node": "n1", "index": 3}})   # GPUs on other nodes
+    record = attribute(merged, prefill_gpus=[0], decode_gpus=[0], prompt_tokens=20, output_tokens=10,
+                       requests=2).record()
+    assert set(record) == set(EnergyRecord.__annotations__) and EnergyRecord.__optional_keys__ == {"gpu_nodes"}
+    assert record["gpu_nodes"] == {"0": {"node": "n1", "index": 3}}

@@ -160,3 +160,54 @@ def test_actor_death_takes_the_server_with_it(loopback_cluster, tmp_path):
     finally:
         processes.stop_all([child])
         launcher.close()
+
+
+def test_energy_samplers_on_two_nodes_attribute_gpus_by_node(loopback_cluster):
+    """One NVML sampler actor per node (fake NVML: GPU 0 at 100 W, GPU 1 at 300 W), pinned to its
+    node; a window's record gives prefill's GPU on one node and decode's on the other. No servers:
+    the deployment is a description of roles, node ids and GPU indices. A killed actor is an error
+    naming its node, and closing leaves no actor."""
+    from types import SimpleNamespace
+
+    from pytest_disagg.deploy.launchers.ray_energy import RaySamplers
+    from pytest_disagg.energy.attribution import attribute
+    from pytest_disagg.energy.nodes import NodeEnergy, NodeSamplerError, node_fingerprint
+
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    source = f"{os.path.join(os.path.dirname(__file__), 'fake_nvml.py')}:two_gpus_in_real_time"
+    backend = RaySamplers(sample_interval_s=0.05, idle_seconds=0, nvml_source=source)
+    energy = NodeEnergy(backend)
+    deployment = SimpleNamespace(servers=(SimpleNamespace(role="prefill", node=nodes[0], gpu_indices=(0,)),
+                                          SimpleNamespace(role="decode", node=nodes[1], gpu_indices=(1,))))
+    try:
+        meter = energy.for_deployment(deployment)
+        actors = dict(backend.actors)
+        assert {n: ray.get(a.node_id.remote(), timeout=30) for n, a in actors.items()} == {n: n for n in nodes}
+        with meter.window("run") as handle:
+            time.sleep(1.0)
+        roles = meter.gpus_by_role()
+        record = attribute(handle.result, prefill_gpus=roles["prefill"], decode_gpus=roles["decode"],
+                           prompt_tokens=10, output_tokens=10, requests=1).record()
+        stages = {s["role"]: s for s in record["stages"]}
+        where = {int(k): v for k, v in record["gpu_nodes"].items()}
+        assert [where[g] for g in stages["prefill"]["gpus"]] == [{"node": nodes[0], "index": 0}]
+        assert [where[g] for g in stages["decode"]["gpus"]] == [{"node": nodes[1], "index": 1}]
+        assert 0 < 2 * stages["prefill"]["joules"] < stages["decode"]["joules"]     # 100 W vs 300 W
+        assert node_fingerprint(energy.identities(nodes)) == [{"gpu": ["Fake H100"] * 2, "driver": "999.99-fake"}] * 2
+
+        ray.kill(actors[nodes[1]], no_restart=True)
+        with pytest.raises(NodeSamplerError, match=nodes[1]):
+            meter.begin("after")
+        assert ray.get(actors[nodes[0]].open_windows.remote(), timeout=30) == []
+    finally:
+        energy.close()
+    assert backend.actors == {}
+    for node, actor in actors.items():     # ray.kill is asynchronous: a call just after may still run
+        for _ in range(150):
+            try:
+                ray.get(actor.node_id.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the sampler actor on node {node} outlived close()")

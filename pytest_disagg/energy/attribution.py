@@ -45,8 +45,8 @@ class StageEnergy:
         }
 
 
-class EnergyRecord(TypedDict):
-    """A run's energy in the results JSON (``Attribution.record()``): the one spelling."""
+class _EnergyRecordKeys(TypedDict):
+    """The keys every energy record has (see :class:`EnergyRecord`)."""
 
     window: str
     seconds: float
@@ -68,6 +68,12 @@ class EnergyRecord(TypedDict):
     idle_subtracted: bool
     components: dict[str, dict]        # components(): joules, j_per_token, share | unavailable
     scalars: dict[str, float]          # Attribution.scalars(): flat figures the gate sees
+
+
+class EnergyRecord(_EnergyRecordKeys, total=False):
+    """A run's energy in the results JSON (``Attribution.record()``): the one spelling."""
+
+    gpu_nodes: dict[str, dict]     # GPU key -> {"node", "index"}: only when the GPUs were on other nodes
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class Attribution:
     counter_period_s: float | None
     reliable: bool
     idle_subtracted: bool
+    gpu_nodes: Mapping[int, Mapping[str, Any]] | None = None   # the window's, when merged from nodes
 
     def stage(self, role: str) -> StageEnergy:
         for s in self.stages:
@@ -141,6 +148,7 @@ class Attribution:
             "counter_period_s": self.counter_period_s,
             "reliable": self.reliable,
             "idle_subtracted": self.idle_subtracted,
+            **({"gpu_nodes": {str(k): dict(v) for k, v in self.gpu_nodes.items()}} if self.gpu_nodes is not None else {}),
         }
 
 
@@ -246,6 +254,7 @@ def attribute(
         counter_period_s=window.counter_period_s,
         reliable=window.reliable and all(h.reliable for h in available),
         idle_subtracted=window.idle_subtracted,
+        gpu_nodes=None if window.gpu_nodes is None else {g: window.gpu_nodes[g] for g in used},
     )
 
 

@@ -74,6 +74,20 @@ class WindowHandle:
         return self._result
 
 
+@contextlib.contextmanager
+def windowed(meter: Any, name: str) -> Iterator[WindowHandle]:
+    """``with`` over a meter's ``begin``/``end``/``cancel`` (this module's, or a multi-node one):
+    the handle's result once the block has left; on an exception the window is cancelled."""
+    handle = WindowHandle(name)
+    meter.begin(name)
+    try:
+        yield handle
+    except BaseException:
+        meter.cancel(name)
+        raise
+    handle._result = meter.end(name)
+
+
 @dataclass
 class _Boundary:
     t: float
@@ -236,18 +250,10 @@ class EnergyMeter:
         with self._lock:
             self._open.pop(name, None)
 
-    @contextlib.contextmanager
-    def window(self, name: str) -> Iterator[WindowHandle]:
+    def window(self, name: str) -> contextlib.AbstractContextManager[WindowHandle]:
         """``with meter.window("decode") as w: ...`` then ``w.result``; on an exception the window
         is dropped, since its energy would describe a run that did not finish."""
-        handle = WindowHandle(name)
-        self.begin(name)
-        try:
-            yield handle
-        except BaseException:
-            self.cancel(name)
-            raise
-        handle._result = self.end(name)
+        return windowed(self, name)
 
     def open_windows(self) -> tuple[str, ...]:
         with self._lock:

@@ -5,7 +5,8 @@ Options (group ``disagg``, each with an ini twin):
   --disagg-dvfs-grid=LO:HI:N        (disagg_dvfs_grid)   SM clocks per stage, MHz; default 360:1260:4
   --disagg-energy-gpus=0,1          (disagg_energy_gpus) NVML indices to meter; default all
 
-Fixtures: ``disagg_energy_meter`` (session; started, idle measured; skips without NVML),
+Fixtures: ``disagg_energy_meter`` (session; started, idle measured; skips without NVML; under
+``--disagg-launcher=ray`` on GPUs, a :class:`~.nodes.NodeEnergy` with a sampler actor per node),
 ``disagg_clocks`` (session; a ClockController in the selected mode), and ``disagg_dvfs_point``
 (one DvfsPoint per grid configuration; skipped when dvfs is off or NVML is missing).
 """
@@ -22,6 +23,7 @@ from .nvml import EnergyMeter
 
 DEFAULT_GRID = "360:1260:4"
 IDLE_SECONDS = 2.0
+_REMOTE_KEY = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,11 +97,36 @@ def _attached_dcgm(config: pytest.Config):
     return meter_for(config)
 
 
+def remote_energy(config: pytest.Config):
+    """The session's :class:`~.nodes.NodeEnergy` when the servers run in Ray actors on GPUs
+    (``--disagg-launcher=ray``, device cuda), made once; None otherwise (energy is read here)."""
+    from ..plugin import disagg_options_of
+
+    options = disagg_options_of(config)
+    if options.launcher != "ray" or options.device != "cuda":
+        return None
+    if _REMOTE_KEY not in config.stash:
+        from ..deploy.launchers.ray_energy import RaySamplers
+        from .nodes import NodeEnergy
+
+        energy = NodeEnergy(RaySamplers(idle_seconds=IDLE_SECONDS))
+        config.stash[_REMOTE_KEY] = energy
+        config.add_cleanup(energy.close)
+    return config.stash[_REMOTE_KEY]
+
+
 @pytest.fixture(scope="session")
 def disagg_energy_meter(pytestconfig: pytest.Config) -> Iterator[EnergyMeter]:
     dcgm = _attached_dcgm(pytestconfig)
     if dcgm is not None:      # an attached deployment's GPUs are read from its DCGM-exporter
         yield dcgm
+        return
+    remote = remote_energy(pytestconfig)
+    if remote is not None:    # the GPUs are on Ray nodes: samplers start there per deployment
+        try:
+            yield remote
+        finally:
+            remote.close()
         return
     meter = EnergyMeter(_gpus_or_skip(pytestconfig))
     try:

@@ -118,13 +118,15 @@ class EnergyWindow:
     idle_subtracted: bool = False
     started_unix_s: float | None = None
     notes: tuple[str, ...] = ()
+    # Windows merged from several nodes (energy/nodes.py): GPU key -> {"node", "index"}; None on one machine.
+    gpu_nodes: Mapping[int, Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("an energy window needs a name")
         if not (self.seconds >= 0 and math.isfinite(self.seconds)):
             raise ValueError(f"window seconds must be finite and >= 0, got {self.seconds!r}")
-        for attr in ("joules_by_gpu", "method_by_gpu", "power_integral_j_by_gpu", "idle_watts_by_gpu"):
+        for attr in ("joules_by_gpu", "method_by_gpu", "power_integral_j_by_gpu", "idle_watts_by_gpu", "gpu_nodes"):
             object.__setattr__(self, attr, _frozen(getattr(self, attr)))
         object.__setattr__(self, "notes", tuple(self.notes))
 
@@ -187,6 +189,7 @@ class EnergyWindow:
             "idle_subtracted": self.idle_subtracted,
             "started_unix_s": self.started_unix_s,
             "notes": list(self.notes),
+            **({"gpu_nodes": {str(k): dict(v) for k, v in self.gpu_nodes.items()}} if self.gpu_nodes is not None else {}),
         }
 
     @classmethod
@@ -204,6 +207,7 @@ class EnergyWindow:
             idle_subtracted=bool(d.get("idle_subtracted", False)),
             started_unix_s=d.get("started_unix_s"),
             notes=tuple(d.get("notes", ())),
+            gpu_nodes=_int_keys(d.get("gpu_nodes")),
         )
 
 
