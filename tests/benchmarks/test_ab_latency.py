@@ -22,5 +22,4 @@ def ab_only(request):
 def test_ab_latency(ab_only, disagg_deployment, disagg_options, disagg_bench):
     d = disagg_deployment
     spec = ab_spec(disagg_options.device, d.medium.name)
-    disagg_bench.run(d, spec, benchmark="ab-latency", load=f"rate={spec.arrival.rate:g}/s",
-                     extra={"rate": spec.arrival.rate})
+    disagg_bench.run(d, spec, benchmark="ab-latency", load="concurrency=1", extra={"concurrency": 1})
