@@ -75,7 +75,8 @@ class Bench:
 
             return run_ab(self, deployment, spec, session=session, pool=pool_of(self.request.config),
                           benchmark=benchmark, load=load, name=name or f"{benchmark}[{load}]", extra=extra)
-        run = measured_run(deployment, spec, meter=self.meter)
+        with self.others_paused(deployment):
+            run = measured_run(deployment, spec, meter=self.meter)
         workload = run.workload.to_json()
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra,
@@ -91,6 +92,17 @@ class Bench:
                 self.results.set_verdicts(entry, [{"metric": "*", "verdict": "invalid",
                                                    "reason": "; ".join(validity.details)}])
         return run, entry
+
+    def others_paused(self, deployment):
+        """The session pool's other live CPU deployments paused for the block (``DeploymentPool.
+        others_paused``: an idle nixl-cpu pair spins both cores of a small box); nothing to pause
+        when the session started no pool."""
+        from contextlib import nullcontext
+
+        from .plugin import existing_pool
+
+        pool = existing_pool(self.request.config)
+        return pool.others_paused(deployment) if pool is not None else nullcontext([])
 
     def gate(self, deployment, run, *, name: str):
         """The baseline check's result (a ``CheckResult``) for one run, not yet recorded or enforced."""

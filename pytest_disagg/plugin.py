@@ -197,6 +197,11 @@ def install_info(config) -> InstallInfo:
     return config.stash[_INSTALL_KEY]
 
 
+def existing_pool(config) -> DeploymentPool | None:
+    """The session's pool if a deployment was asked for, else None (nothing is created)."""
+    return config.stash.get(_POOL_KEY, None)
+
+
 def pool_of(config) -> DeploymentPool:
     if _POOL_KEY not in config.stash:
         options = config.stash[_OPTIONS_KEY]

@@ -2,6 +2,8 @@
 and the runner's interleaving on fake deployments (real ones: tests/benchmarks/test_ab_real.py)."""
 from __future__ import annotations
 
+import contextlib
+
 import os
 import sys
 from dataclasses import dataclass
@@ -189,12 +191,20 @@ class FakeRun:
 class FakePool:
     def __init__(self):
         self.max_live, self.started, self.released = 1, [], []
+        self.kept_running = []           # per measured run: the deployments left running
+
     def get(self, config):
         self.started.append(config.key())
         medium = SimpleNamespace(name=config.medium)
         return SimpleNamespace(key=config.key(), config=config, medium=medium, to_json=lambda: {"key": config.key()})
+
     def release(self, config):
         self.released.append(config.key())
+
+    @contextlib.contextmanager
+    def others_paused(self, *keep):
+        self.kept_running.append([d.key for d in keep])
+        yield []
 
 
 def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no"):
@@ -234,6 +244,8 @@ def test_runner_interleaves_sides_and_stops_when_decided(monkeypatch):
     assert (ttft["fingerprint_a"]["vllm"], ttft["fingerprint_b"]["vllm"]) == ("a", "b")
     assert (ttft["deployment"], ttft["deployment_b"]) == ("colocated-pc0", "colocated-pc0-B")
     assert entry["side"] == "A" and pool.max_live == 2 and pool.released == []
+    # each run measured its own side alone: the other side's servers (kept up) were paused
+    assert pool.kept_running == [[("colocated-pc0", "colocated-pc0-B")[s == "B"]] for s in sides]
     assert session.verdict() == verdicts.SAME
 
 

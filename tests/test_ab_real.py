@@ -40,7 +40,12 @@ def test_ab_same_software_other_seed_on_colocated(tmp_path):
     for p in pairs:
         assert (p["deployment"], p["deployment_b"]) == ("colocated-pc0", "colocated-pc0-B")
         assert p["verdict"] in verdicts.WORDS and p["rounds"] == MIN_ROUNDS
-        assert p["ci"][0] <= p["ratio"] <= p["ci"][1]
+        if p["ci"] is None:
+            # A round whose median TPOT is 0 (every token of most requests in one stream chunk: a
+            # loaded 2-core box coalesces them) has no ratio; the verdict says so instead of guessing.
+            assert p["metric"] == "tpot_ms" and p["verdict"] == verdicts.UNDECIDED and "is 0" in p["reason"], p
+        else:
+            assert p["ci"][0] <= p["ratio"] <= p["ci"][1], p
     runs = doc["runs"]
     assert [r["side"] for r in runs] == [s for order in round_order(MIN_ROUNDS) for s in order]
     assert pairs[0]["a_runs"] == [i for i, r in enumerate(runs) if r["side"] == "A"]

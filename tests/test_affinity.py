@@ -42,3 +42,22 @@ def test_vanished_threads_are_skipped(tmp_path):
         return {1} if t else {0, 1}
     assert affinity.confine(20, {0}, getaff=getaff, setaff=lambda t, c: None, proc=proc) == [
         {"pid": 20, "tid": 20, "from": [1], "to": [0]}]
+
+
+def write_ticks(proc, pid: int, tid: int, ticks: int) -> None:
+    # /proc/<pid>/task/<tid>/stat: utime and stime are fields 14 and 15 (11 and 12 after the comm)
+    fields = ["S", "1"] + ["0"] * 9 + [str(ticks), "0"] + ["0"] * 30
+    (proc / str(pid) / "task" / str(tid) / "stat").write_text(f"{tid} (VLLM::Worker) " + " ".join(fields))
+
+
+def test_cpu_ticks_cover_every_thread_of_the_tree_and_busy_cores_counts_the_window(tmp_path):
+    proc = fake_proc(tmp_path, {30: [31]}, {30: [30], 31: [31, 32]})
+    for pid, tid, ticks in ((30, 30, 1000), (31, 31, 1000), (31, 32, 1000)):
+        write_ticks(proc, pid, tid, ticks)
+    before = affinity.cpu_ticks([30], proc)
+    assert before == {(30, 30): 1000, (31, 31): 1000, (31, 32): 1000}
+    write_ticks(proc, 31, 32, 1000 + 97)           # NIXL's progress thread: 97 % of a core
+    write_ticks(proc, 31, 31, 1000 + 2)
+    after = affinity.cpu_ticks([30], proc)
+    after[(31, 99)] = 50                           # a thread born in the window is not counted
+    assert affinity.busy_cores(before, after, 1.0, hz=100) == pytest.approx(0.99)

@@ -85,7 +85,8 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
             dep = pool.get(cfg[side])
             keys[side] = dep.key
             round_spec = dataclasses.replace(spec, seed=spec.seed * 1000 + k)
-            run = measured_run(dep, round_spec, meter=bench.meter)
+            with pool.others_paused(dep):      # the other side's servers too, when both stay up
+                run = measured_run(dep, round_spec, meter=bench.meter)
             entry = results.add_run(benchmark=benchmark, test=bench.request.node.nodeid, deployment=dep, run=run,
                                     load=load, extra={**(extra or {}), "ab_round": k}, side=side,
                                     fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep, round_spec))

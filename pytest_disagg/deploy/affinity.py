@@ -83,4 +83,29 @@ def confine(pid: int, cores: set[int], *, everything: set[int] | None = None, ge
     return moved
 
 
-__all__ = ["confine", "parse_cores", "process_tree", "threads"]
+# --- CPU use per thread ------------------------------------------------------------------------
+
+def cpu_ticks(pids, proc: Path = PROC) -> dict[tuple[int, int], int]:
+    """(pid, tid) -> user + system clock ticks, for every thread of ``pids``' process trees: how an
+    idle server's busy threads are found (NIXL's progress thread polls with a zero timeout, so an
+    idle nixl-cpu server spins a core: ``DeploymentPool.others_paused``)."""
+    out = {}
+    for root in pids:
+        for p in process_tree(root, proc):
+            for tid in threads(p, proc):
+                try:
+                    fields = (proc / str(p) / "task" / str(tid) / "stat").read_text().rsplit(")", 1)[1].split()
+                    out[(p, tid)] = int(fields[11]) + int(fields[12])
+                except (OSError, IndexError, ValueError):
+                    continue
+    return out
+
+
+def busy_cores(before: dict, after: dict, window_s: float, hz: int | None = None) -> float:
+    """Cores used between two :func:`cpu_ticks` samples ``window_s`` apart (a thread that appeared
+    meanwhile is not counted)."""
+    hz = hz or os.sysconf("SC_CLK_TCK")
+    return sum(after[k] - before.get(k, after[k]) for k in after) / hz / window_s
+
+
+__all__ = ["busy_cores", "confine", "cpu_ticks", "parse_cores", "process_tree", "threads"]

@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -219,7 +221,8 @@ def explain_deaths(dead, lines: int = 30) -> str:
 class DeploymentPool:
     def __init__(self, registry: MediumRegistry, *, logs_dir: Path | None, server_timeout_s: float = 300.0,
                  max_live: int = 1, selfcheck: bool = True, cache_dir: Path | None = None,
-                 confine_threads: bool = True, launcher: Launcher | None = None):
+                 confine_threads: bool = True, pause_idle: bool = True,
+                 launcher: Launcher | None = None):
         self.registry = registry
         self.launcher = launcher or LocalLauncher()     # where servers run (deploy/launchers)
         self.logs_dir = logs_dir
@@ -227,7 +230,9 @@ class DeploymentPool:
         self.max_live = max_live
         self.run_selfcheck = selfcheck
         self.confine_threads = confine_threads   # False: leave vLLM's own thread pinning as it is
+        self.pause_idle = pause_idle             # False: other live deployments keep running (see others_paused)
         self._live: OrderedDict[str, _Running] = OrderedDict()
+        self._paused: dict[str, tuple[int, list[int]]] = {}   # key -> (nesting depth, pids stopped)
         self._failed: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         self.starts: list[dict] = []          # every deployment start, for the summary
@@ -249,7 +254,8 @@ class DeploymentPool:
             self._stop(next(iter(self._live)))
         children: list[processes.Child] = []
         try:
-            deployment = self._start(config, children)
+            with self.others_paused():
+                deployment = self._start(config, children)
         except (processes.StartError, DeploymentError, OSError) as exc:
             message = str(exc)
             restarts = self._restarts.get(key, 0)
@@ -293,6 +299,39 @@ class DeploymentPool:
         if config.digest() in self._live:
             self._stop(config.digest())
 
+    @contextmanager
+    def others_paused(self, *keep: "Deployment | None"):
+        """Every live CPU deployment but ``keep`` stopped (SIGSTOP, its whole process trees) for the
+        block, then continued: while a deployment starts (``keep`` None: all are paused), while one
+        is measured, or while a property drives two at once.
+
+        Why: an idle nixl-cpu server is not idle — NIXL's UCX progress thread polls with a zero
+        timeout (NIXL 1.5's Python binding sets ``pthrDelay = 0``) — so a kept-up pair holds both
+        cores of a 2-core box, and a deployment started beside it took 248-346 s instead of 34-44 s
+        (``benchmarks/idle_spinners.py``). Lowering those threads to SCHED_IDLE was tried and did
+        not help (the start then timed out at 300 s): the spinning vCPUs slow the start-up's file
+        reads too. Only the local launcher's CPU deployments are paused: their processes are ours
+        and on this host; tests that use two deployments at once do so outside these blocks."""
+        kept = {d.config.digest() for d in keep if d is not None}
+        keys = [key for key, running in self._live.items() if key not in kept
+                and running.deployment.config.device == "cpu"] if self.pause_idle and self.launcher.name == "local" else []
+        for key in keys:        # blocks nest (a start inside a measured block): the outermost signals
+            depth, pids = self._paused.get(key, (0, []))
+            if depth == 0:
+                pids = processes.signal_trees(self._live[key].children, signal.SIGSTOP)
+            self._paused[key] = (depth + 1, pids)
+        try:
+            yield [p for key in keys for p in self._paused[key][1]]
+        finally:
+            for key in keys:
+                if key not in self._paused:             # stopped inside the block
+                    continue
+                depth, pids = self._paused.pop(key)
+                if depth > 1:
+                    self._paused[key] = (depth - 1, pids)
+                else:
+                    processes.signal_pids(pids, signal.SIGCONT)
+
     def close(self) -> None:
         for key in list(self._live):
             self._stop(key)
@@ -302,6 +341,8 @@ class DeploymentPool:
         processes.unregister_dir(self._tmp)
 
     def _stop(self, key: str) -> None:
+        depth, pids = self._paused.pop(key, (0, []))
+        processes.signal_pids(pids, signal.SIGCONT)      # stopped inside a paused block: let it end
         processes.stop_all(reversed(self._live.pop(key).children))
 
     # --- start ------------------------------------------------------------------------------

@@ -355,6 +355,21 @@ def live_pids() -> list[int]:
     return [c.pid for c in live_children()]
 
 
+def signal_pids(pids, sig: int) -> None:
+    """Send ``sig`` to each pid; those that are gone meanwhile are skipped."""
+    _sup.signal_all(pids, sig)
+
+
+def signal_trees(children, sig: int) -> list[int]:
+    """Send ``sig`` to every live child's command and all its descendants (not its supervisor, which
+    must stay awake to end the tree); returns the pids signalled, the command's own first."""
+    from .affinity import process_tree
+
+    pids = [p for c in children if c.alive() for p in process_tree(c.pid)]
+    signal_pids(pids, sig)
+    return pids
+
+
 def stop_all(children, grace_s: float | None = None) -> None:
     """End several children at once (each gets its grace period, in parallel)."""
     children = list(children)

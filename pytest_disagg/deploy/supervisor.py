@@ -91,7 +91,7 @@ def _report(fd: int, line: str) -> None:
         os.close(fd)
 
 
-def _signal(pids, sig: int) -> None:
+def signal_all(pids, sig: int) -> None:
     for pid in pids:
         try:
             os.kill(pid, sig)
@@ -122,7 +122,8 @@ class Supervisor:
         """SIGTERM every descendant, SIGKILL what is left after ``grace_s``, reap them all."""
         me = os.getpid()
         targets = descendants(me)
-        _signal(targets, signal.SIGTERM)
+        signal_all(targets, signal.SIGTERM)
+        signal_all(targets, signal.SIGCONT)      # a tree the pool paused (SIGSTOP) must see its SIGTERM
         deadline = time.monotonic() + grace_s
         while targets and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -131,7 +132,7 @@ class Supervisor:
         for _ in range(100):           # whatever is left, and anything forked meanwhile
             if not targets:
                 break
-            _signal(targets, signal.SIGKILL)
+            signal_all(targets, signal.SIGKILL)
             time.sleep(0.02)
             self._reap()
             targets = descendants(me)

@@ -50,7 +50,8 @@ def test_load_sweep(disagg_deployment, disagg_options, disagg_config, disagg_get
     d = disagg_deployment
     spec = sweep_spec(disagg_options.device, 1.0)
     progress.current().line(f"disagg: {d.key}: probing capacity")
-    capacity = probe_capacity(d, spec)
+    with disagg_bench.others_paused(d):
+        capacity = probe_capacity(d, spec)
     record = {**capacity, "deployment": d.key, "medium": d.medium.name, "verdicts": [], "gate": "-"}
     disagg_results.derived.setdefault("capacity", {})[d.key] = record
 

@@ -1,0 +1,142 @@
+"""Other live CPU deployments are paused (SIGSTOP, whole trees) while one starts or is measured,
+and continued after: an idle nixl-cpu pair spins both cores of a small box (NIXL's progress thread
+polls with a zero timeout; ``benchmarks/idle_spinners.py`` measures what it costs). No vLLM here:
+process trees like vLLM's stand in for the servers."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
+from pytest_disagg.deploy.pool import _Running
+from pytest_disagg.mediums import MediumRegistry
+
+TARGETS = Path(__file__).parent / "_targets"
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISAGG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setattr(processes, "_session", processes._Session())
+
+
+def start_tree(tmp_path, name: str) -> processes.Child:
+    log = tmp_path / f"{name}.log"
+    child = processes.start(name, [sys.executable, str(TARGETS / "process_tree.py")], env=dict(os.environ),
+                            log_path=log, grace_s=5)
+    deadline = time.monotonic() + 60
+    while "tree up" not in log.read_text():
+        assert time.monotonic() < deadline, "the process tree did not come up"
+        time.sleep(0.05)
+    return child
+
+
+def states(child) -> set[str]:
+    proc = psutil.Process(child.pid)
+    out = set()
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            out.add(p.status())
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def wait_for_states(child, predicate, what: str) -> set[str]:
+    deadline = time.monotonic() + 10
+    while not predicate(s := states(child)):
+        assert time.monotonic() < deadline, f"{what}: states {s}"
+        time.sleep(0.05)
+    return s
+
+
+def test_a_tree_is_stopped_whole_and_continued_whole(tmp_path):
+    child = start_tree(tmp_path, "tree")
+    try:
+        pids = processes.signal_trees([child], signal.SIGSTOP)
+        assert pids[0] == child.pid and len(pids) >= 3           # the command, its multiprocessing child, ...
+        wait_for_states(child, lambda s: s == {psutil.STATUS_STOPPED}, "every process stopped")
+        processes.signal_pids(pids, signal.SIGCONT)
+        wait_for_states(child, lambda s: psutil.STATUS_STOPPED not in s, "every process continued")
+    finally:
+        processes.stop(child)
+
+
+def test_a_paused_tree_still_ends_on_sigterm(tmp_path):
+    """The supervisor continues what it ends: without that, SIGTERM would wait in a stopped process
+    and only the SIGKILL after the grace period would end it (status -9 instead of -15)."""
+    child = start_tree(tmp_path, "tree")
+    processes.signal_trees([child], signal.SIGSTOP)
+    wait_for_states(child, lambda s: s == {psutil.STATUS_STOPPED}, "stopped")
+    assert processes.stop(child) == -signal.SIGTERM
+
+
+def fake_live(pool: DeploymentPool, config: DeploymentConfig, child) -> None:
+    pool._live[config.digest()] = _Running(SimpleNamespace(config=config, key=config.key()), [child])
+
+
+def test_the_pool_pauses_the_other_cpu_deployments_and_continues_them(tmp_path):
+    pool = DeploymentPool(MediumRegistry(), logs_dir=None)
+    a, b = DeploymentConfig(medium="nixl-cpu"), DeploymentConfig(medium="colocated")
+    gpu = DeploymentConfig(medium="nixl-gpu", device="cuda", gpus=(0,))
+    trees = {c.medium: start_tree(tmp_path, c.medium) for c in (a, b, gpu)}
+    try:
+        for config in (a, b, gpu):
+            fake_live(pool, config, trees[config.medium])
+        with pool.others_paused(SimpleNamespace(config=b)) as paused:
+            assert paused and set(paused) <= {p.pid for p in psutil.Process(trees["nixl-cpu"].pid).children(recursive=True)} | {trees["nixl-cpu"].pid}
+            wait_for_states(trees["nixl-cpu"], lambda s: s == {psutil.STATUS_STOPPED}, "the other CPU deployment stopped")
+            assert psutil.STATUS_STOPPED not in states(trees["colocated"])       # the one measured runs
+            assert psutil.STATUS_STOPPED not in states(trees["nixl-gpu"])        # GPU deployments are left alone
+        wait_for_states(trees["nixl-cpu"], lambda s: psutil.STATUS_STOPPED not in s, "continued after the block")
+        with pytest.raises(KeyboardInterrupt):            # Ctrl-C in the block: continued all the same
+            with pool.others_paused():
+                wait_for_states(trees["colocated"], lambda s: s == {psutil.STATUS_STOPPED}, "a start pauses all")
+                raise KeyboardInterrupt
+        for name in ("nixl-cpu", "colocated"):
+            wait_for_states(trees[name], lambda s: psutil.STATUS_STOPPED not in s, f"{name} continued after Ctrl-C")
+    finally:
+        pool.close()
+    assert all(not t.alive() for t in trees.values())
+
+
+def test_pausing_is_off_when_asked(tmp_path):
+    child = start_tree(tmp_path, "tree")
+    off = DeploymentPool(MediumRegistry(), logs_dir=None, pause_idle=False)
+    try:
+        fake_live(off, DeploymentConfig(medium="nixl-cpu"), child)
+        with off.others_paused() as paused:
+            assert paused == [] and psutil.STATUS_STOPPED not in states(child)
+    finally:
+        off.close()
+
+
+def test_nested_blocks_continue_only_at_the_outermost_and_a_stop_inside_one_is_clean(tmp_path):
+    """A start inside a block that keeps two deployments up (the equality property getting its
+    reference) pauses everything and continues only what it paused itself; a deployment stopped
+    inside a block (evicted) ends on its SIGTERM and is not signalled again."""
+    pool = DeploymentPool(MediumRegistry(), logs_dir=None)
+    a, b, c = (DeploymentConfig(medium=m) for m in ("nixl-cpu", "disk", "colocated"))
+    trees = {x.medium: start_tree(tmp_path, x.medium) for x in (a, b, c)}
+    try:
+        for config in (a, b, c):
+            fake_live(pool, config, trees[config.medium])
+        with pool.others_paused(SimpleNamespace(config=b), SimpleNamespace(config=c)):
+            with pool.others_paused():
+                for name in trees:
+                    wait_for_states(trees[name], lambda s: s == {psutil.STATUS_STOPPED}, f"{name} stopped")
+            wait_for_states(trees["disk"], lambda s: psutil.STATUS_STOPPED not in s, "a kept one continues")
+            wait_for_states(trees["colocated"], lambda s: psutil.STATUS_STOPPED not in s, "a kept one continues")
+            assert states(trees["nixl-cpu"]) == {psutil.STATUS_STOPPED}       # still paused by the outer block
+            pool.release(a)
+            assert trees["nixl-cpu"].poll() == -signal.SIGTERM
+        assert pool._paused == {}
+    finally:
+        pool.close()
