@@ -140,3 +140,16 @@ def test_nested_blocks_continue_only_at_the_outermost_and_a_stop_inside_one_is_c
         assert pool._paused == {}
     finally:
         pool.close()
+
+
+def test_an_extra_slot_is_given_back_however_the_block_ends():
+    pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=1)
+    try:
+        with pool.extra_slot():
+            assert pool.max_live == 2
+        with pytest.raises(RuntimeError):
+            with pool.extra_slot():
+                raise RuntimeError("a property failed")
+        assert pool.max_live == 1
+    finally:
+        pool.close()

@@ -323,8 +323,7 @@ class GreedyReference:
     def outputs(self, requests: list[RequestSpec]) -> list[list[int]]:
         missing = [r for r in requests if self._key(r) not in self.cache]
         if missing:
-            self.pool.max_live += 1
-            try:
+            with self.pool.extra_slot():
                 d = self.get(self.config)
                 for r in missing:
                     ids = complete(d.url, d.model_name, r)
@@ -333,8 +332,6 @@ class GreedyReference:
                     self.cache[self._key(r)] = ids
                 if self.context_sensitive is None:
                     self.context_sensitive = self._probe(d)
-            finally:
-                self.pool.max_live -= 1
         return [self.cache[self._key(r)] for r in requests]
 
     @staticmethod
@@ -410,15 +407,14 @@ def test_greedy_output_equals_colocated_property(disagg_deployment, disagg_pool,
     d = disagg_deployment
     require_alive(d)
     config = ctx_variant(d.config)
-    disagg_pool.max_live += 1
     try:
-        dc = disagg_get_deployment(config)
-        require_alive(dc)
-        # The session deployment waits paused: an idle nixl-cpu pair spins both cores of a CI box.
-        with disagg_pool.others_paused(dc, greedy_reference):
-            equality_property(dc, greedy_reference, "test_greedy_output_equals_colocated_property")
+        with disagg_pool.extra_slot():
+            dc = disagg_get_deployment(config)
+            require_alive(dc)
+            # The session deployment waits paused: an idle nixl-cpu pair spins both cores of a CI box.
+            with disagg_pool.others_paused(dc, greedy_reference):
+                equality_property(dc, greedy_reference, "test_greedy_output_equals_colocated_property")
     finally:
-        disagg_pool.max_live -= 1
         if config != greedy_reference.config:
             disagg_pool.release(config)
 
@@ -451,14 +447,13 @@ def test_greedy_equality_other_architectures_property(equality_model, disagg_dep
     config = ctx_variant(disagg_deployment_config, equality_model)
     # An extra slot, as for the session model's variant: the session deployment of this group
     # (if the pool holds it) is not stopped, so the group's other tests do not restart it.
-    disagg_pool.max_live += 1
     try:
-        dc = disagg_get_deployment(config)
-        require_alive(dc)
-        with disagg_pool.others_paused(dc, reference):
-            equality_property(dc, reference, "test_greedy_equality_other_architectures_property")
+        with disagg_pool.extra_slot():
+            dc = disagg_get_deployment(config)
+            require_alive(dc)
+            with disagg_pool.others_paused(dc, reference):
+                equality_property(dc, reference, "test_greedy_equality_other_architectures_property")
     finally:
-        disagg_pool.max_live -= 1
         disagg_pool.release(config)
 
 

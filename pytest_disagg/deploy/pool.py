@@ -300,6 +300,16 @@ class DeploymentPool:
             self._stop(config.digest())
 
     @contextmanager
+    def extra_slot(self):
+        """One more deployment may be alive during the block: a property's variant or reference
+        deployment starts without stopping the session deployment a fixture still holds."""
+        self.max_live += 1
+        try:
+            yield
+        finally:
+            self.max_live -= 1
+
+    @contextmanager
     def others_paused(self, *keep: "Deployment | None"):
         """Every live CPU deployment but ``keep`` stopped (SIGSTOP, its whole process trees) for the
         block, then continued: while a deployment starts (``keep`` None: all are paused), while one
