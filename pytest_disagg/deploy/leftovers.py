@@ -159,6 +159,7 @@ def clean(stale: Iterable[StaleSession], grace_s: float = 3.0) -> list[str]:
     pids = {pid for s in stale for pid in s.processes}
     for pid in pids:
         _kill(pid, signal.SIGTERM)
+        _kill(pid, signal.SIGCONT)       # left paused by the pool (SIGSTOP): let it see the SIGTERM
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(proc_stat(p) for p in pids):
         time.sleep(0.05)

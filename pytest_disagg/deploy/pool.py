@@ -321,7 +321,7 @@ class DeploymentPool:
         (``benchmarks/idle_spinners.py``). Lowering those threads to SCHED_IDLE was tried and did
         not help (the start then timed out at 300 s): the spinning vCPUs slow the start-up's file
         reads too. Only the local launcher's CPU deployments are paused: their processes are ours
-        and on this host; tests that use two deployments at once do so outside these blocks."""
+        and on this host. A block that drives two deployments at once keeps both."""
         kept = {d.config.digest() for d in keep if d is not None}
         keys = [key for key, running in self._live.items() if key not in kept
                 and running.deployment.config.device == "cpu"] if self.pause_idle and self.launcher.name == "local" else []
