@@ -201,6 +201,9 @@ class FakePool:
     def release(self, config):
         self.released.append(config.key())
 
+    def is_live(self, config):
+        return config.key() in self.started and self.started.count(config.key()) > self.released.count(config.key())
+
     @contextlib.contextmanager
     def others_paused(self, *keep):
         self.kept_running.append([d.key for d in keep])

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import progress
 from .. import verdicts as words
 from ..metrics import METRICS
 from .decide import Sequential, round_order
@@ -82,7 +83,11 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
     for k, order in enumerate(round_order(seq.max_rounds)):
         figures = {}
         for side in order:
-            dep = pool.get(cfg[side])
+            if pool.is_live(cfg[side]):
+                dep = pool.get(cfg[side])
+            else:                               # fresh rounds start both sides every round: say so
+                with progress.current().starting(f"{cfg[side].key()} (A/B round {k + 1}, side {side})"):
+                    dep = pool.get(cfg[side])
             keys[side] = dep.key
             round_spec = dataclasses.replace(spec, seed=spec.seed * 1000 + k)
             with pool.others_paused(dep):      # the other side's servers too, when both stay up
