@@ -420,6 +420,15 @@ def disagg_config(pytestconfig):
     return build
 
 
+def announced_get(pool: DeploymentPool, dc: DeploymentConfig, what: str | None = None):
+    """``pool.get(dc)``, with the progress lines of a start-up ("starting X", "X ready in N s")
+    when it has to start one."""
+    if pool.is_live(dc):
+        return pool.get(dc)
+    with progress.current().starting(what or dc.key()):
+        return pool.get(dc)
+
+
 @pytest.fixture(scope="session")
 def disagg_get_deployment(pytestconfig):
     """Get a running deployment for a config, or skip the test with the reason it cannot run here."""
@@ -429,12 +438,8 @@ def disagg_get_deployment(pytestconfig):
         reason = unavailable_reason(pytestconfig, dc.medium)
         if reason:
             pytest.skip(reason)
-        pool = pool_of(pytestconfig)
         try:
-            if pool.is_live(dc):
-                return pool.get(dc)
-            with progress.current().starting(dc.key()):
-                return pool.get(dc)
+            return announced_get(pool_of(pytestconfig), dc)
         except DeploymentError as exc:
             pytest.fail(f"deployment {dc.key()} did not come up:\n{exc}", pytrace=False)
     return get

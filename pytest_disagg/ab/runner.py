@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import progress
 from .. import verdicts as words
 from ..metrics import METRICS
 from .decide import Sequential, round_order
@@ -70,6 +69,7 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
            name: str, extra: dict | None = None):
     """Rounds of ``spec`` on A (``deployment``'s config) and B; returns side A's last (run, entry)."""
     from ..measure import measured_run
+    from ..plugin import announced_get
 
     cfg = {"A": deployment.config, "B": session.side_b(deployment.config)}
     fresh = session.options.fresh_for(deployment.config.device)
@@ -83,11 +83,7 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
     for k, order in enumerate(round_order(seq.max_rounds)):
         figures = {}
         for side in order:
-            if pool.is_live(cfg[side]):
-                dep = pool.get(cfg[side])
-            else:                               # fresh rounds start both sides every round: say so
-                with progress.current().starting(f"{cfg[side].key()} (A/B round {k + 1}, side {side})"):
-                    dep = pool.get(cfg[side])
+            dep = announced_get(pool, cfg[side], f"{cfg[side].key()} (A/B round {k + 1}, side {side})")
             keys[side] = dep.key
             round_spec = dataclasses.replace(spec, seed=spec.seed * 1000 + k)
             with pool.others_paused(dep):      # the other side's servers too, when both stay up
