@@ -8,6 +8,8 @@ deployment) over the selected mediums × prefix caching or a preset's configurat
 """
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from . import hookspec, progress
@@ -172,7 +174,29 @@ def pytest_sessionfinish(session):
             results.write(options.json_path, document)
     finally:
         if pool is not None:
-            pool.close()
+            _close_pool(session, pool)
+
+
+def _close_pool(session, pool: DeploymentPool) -> None:
+    """Stop the session's servers. A Ctrl-C while they stop (pressed again, or once, late, when the
+    last test had just ended) must neither leave them running nor end pytest with a traceback from
+    inside this hook: the stopping goes on, and the session ends as interrupted (exit code 2)."""
+    try:
+        pool.close()
+    except KeyboardInterrupt:
+        sys.stderr.write("disagg: interrupted while the servers stopped; stopping them all the same\n")
+        pool.close()
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before each test's fixtures: every live CPU deployment stopped until the test gets it
+    (``DeploymentPool.pause_unused``), so a test runs on the machine's cores, not beside an idle
+    nixl-cpu pair's polling threads."""
+    pool = existing_pool(item.config)
+    if pool is not None:
+        pool.pause_unused()
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -80,3 +80,21 @@ def test_kv_moved_between_prefill_and_decode(disagg_deployment):
     else:
         assert check["external_hit_tokens"] >= check["full_block_tokens"] > 0
     assert check["decode_local_compute_tokens"] <= check["allowed_local_compute_tokens"]
+
+
+def test_a_deployment_no_test_uses_waits_stopped_until_one_gets_it(disagg_pool):
+    """On real servers: while a test that asks for no deployment runs, the deployments earlier
+    tests used wait stopped (an idle nixl-cpu pair polls both cores of a CI box); ``get``
+    continues one, and it answers. Runs after this module's tests, so one is alive."""
+    import psutil
+
+    if not disagg_pool.pause_idle or disagg_pool.launcher.name != "local":
+        pytest.skip("this session's pool leaves unused deployments running")
+    live = [d for d in disagg_pool.live() if d.config.device == "cpu"]
+    if not live:
+        pytest.skip("no deployment is alive at this point of the session")
+    d = live[-1]
+    assert {psutil.Process(s.pid).status() for s in d.servers} == {psutil.STATUS_STOPPED}
+    again = disagg_pool.get(d.config)
+    assert {psutil.Process(s.pid).status() for s in again.servers} <= {psutil.STATUS_RUNNING, psutil.STATUS_SLEEPING}
+    assert _get(again.url + "/health")["status"] == "ok"

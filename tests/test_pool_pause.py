@@ -114,6 +114,7 @@ def test_pausing_is_off_when_asked(tmp_path):
         fake_live(off, DeploymentConfig(medium="nixl-cpu"), child)
         with off.others_paused() as paused:
             assert paused == [] and psutil.STATUS_STOPPED not in states(child)
+        assert off.pause_unused() == [] and psutil.STATUS_STOPPED not in states(child)
     finally:
         off.close()
 
@@ -153,3 +154,49 @@ def test_an_extra_slot_is_given_back_however_the_block_ends():
         assert pool.max_live == 1
     finally:
         pool.close()
+
+
+def test_unused_deployments_wait_stopped_until_a_test_gets_them(tmp_path):
+    """Before each test every live CPU deployment is stopped; ``get`` continues the one it hands
+    out, a block that drives another continues that one, and the rest stay stopped."""
+    pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=3)
+    a, b, c = (DeploymentConfig(medium=m) for m in ("nixl-cpu", "disk", "colocated"))
+    trees = {x.medium: start_tree(tmp_path, x.medium) for x in (a, b, c)}
+    try:
+        for config in (a, b, c):
+            fake_live(pool, config, trees[config.medium])
+        stopped = pool.pause_unused()
+        assert set(stopped) >= {t.pid for t in trees.values()}
+        for name in trees:
+            wait_for_states(trees[name], lambda s: s == {psutil.STATUS_STOPPED}, f"{name} stopped before the test")
+        assert pool.pause_unused() == []                        # already stopped: not signalled twice
+        assert pool.get(a).config is a                          # the test's deployment: continued
+        wait_for_states(trees["nixl-cpu"], lambda s: psutil.STATUS_STOPPED not in s, "got: continued")
+        with pool.others_paused(SimpleNamespace(config=b)):     # a block driving b (and a: others paused)
+            wait_for_states(trees["disk"], lambda s: psutil.STATUS_STOPPED not in s, "kept by the block")
+            wait_for_states(trees["nixl-cpu"], lambda s: s == {psutil.STATUS_STOPPED}, "paused by the block")
+        wait_for_states(trees["nixl-cpu"], lambda s: psutil.STATUS_STOPPED not in s, "continued after the block")
+        assert states(trees["colocated"]) == {psutil.STATUS_STOPPED}   # unused all along: still stopped
+        pool.release(c)                                              # a stopped one ends on its SIGTERM
+        assert trees["colocated"].poll() == -signal.SIGTERM
+    finally:
+        pool.close()
+    assert all(not t.alive() for t in trees.values())
+
+
+def test_ctrl_c_while_the_servers_stop_still_stops_them_and_ends_as_interrupted():
+    """A Ctrl-C that lands in the session's teardown (pressed twice, or once, late): the pool is
+    closed all the same, and pytest exits 2 rather than dying of SIGINT with a traceback."""
+    from pytest_disagg.plugin import _close_pool
+
+    class Pool:
+        calls = 0
+
+        def close(self):
+            Pool.calls += 1
+            if Pool.calls == 1:
+                raise KeyboardInterrupt
+
+    session = SimpleNamespace(exitstatus=pytest.ExitCode.OK)
+    _close_pool(session, Pool())
+    assert Pool.calls == 2 and session.exitstatus == pytest.ExitCode.INTERRUPTED

@@ -233,6 +233,7 @@ class DeploymentPool:
         self.pause_idle = pause_idle             # False: other live deployments keep running (see others_paused)
         self._live: OrderedDict[str, _Running] = OrderedDict()
         self._paused: dict[str, tuple[int, list[int]]] = {}   # key -> (nesting depth, pids stopped)
+        self._unused: dict[str, list[int]] = {}   # key -> pids stopped until a test gets it (pause_unused)
         self._failed: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
         self.starts: list[dict] = []          # every deployment start, for the summary
@@ -245,6 +246,7 @@ class DeploymentPool:
     def get(self, config: DeploymentConfig) -> Deployment:
         key = config.digest()
         if key in self._live:
+            self._continue_unused(key)
             if self.check(config) is None:
                 self._live.move_to_end(key)
                 return self._live[key].deployment
@@ -290,6 +292,10 @@ class DeploymentPool:
         self.deaths += [{"deployment": config.key(), "process": c.name, "pid": c.pid, "stage": stage,
                          "status": c.poll(), "log": str(c.log_path)} for c in dead]
 
+    def live(self) -> list[Deployment]:
+        """The deployments running (or waiting stopped) now, least recently used first."""
+        return [running.deployment for running in self._live.values()]
+
     def is_live(self, config: DeploymentConfig) -> bool:
         """Whether ``get(config)`` would hand out a running deployment without starting one."""
         return config.digest() in self._live
@@ -321,10 +327,12 @@ class DeploymentPool:
         (``benchmarks/idle_spinners.py``). Lowering those threads to SCHED_IDLE was tried and did
         not help (the start then timed out at 300 s): the spinning vCPUs slow the start-up's file
         reads too. Only the local launcher's CPU deployments are paused: their processes are ours
-        and on this host. A block that drives two deployments at once keeps both."""
+        and on this host. A block that drives two deployments at once keeps both, and continues
+        them if they were waiting stopped since the last test (``pause_unused``)."""
         kept = {d.config.digest() for d in keep if d is not None}
-        keys = [key for key, running in self._live.items() if key not in kept
-                and running.deployment.config.device == "cpu"] if self.pause_idle and self.launcher.name == "local" else []
+        for key in kept:                  # driven in the block: running, whatever the last test left
+            self._continue_unused(key)
+        keys = [key for key in self._pausable() if key not in kept and key not in self._unused]
         for key in keys:        # blocks nest (a start inside a measured block): the outermost signals
             depth, pids = self._paused.get(key, (0, []))
             if depth == 0:
@@ -342,6 +350,32 @@ class DeploymentPool:
                 else:
                     processes.signal_pids(pids, signal.SIGCONT)
 
+    def pause_unused(self) -> list[int]:
+        """Stop every live CPU deployment until ``get`` hands it out again; the pids stopped now.
+
+        Called before each test (the plugin's ``pytest_runtest_setup``): a test gets its deployment
+        through ``get`` (the ``disagg_deployment`` fixture looks it up per test), so the deployments
+        it does not use wait stopped — and a unit test is not left one core, or none, beside an idle
+        nixl-cpu pair (see ``others_paused``; in CI a store-barrier test whose quiet period is 0.5 s
+        timed out that way, and an interrupt test's child finished before its Ctrl-C came)."""
+        stopped = []
+        for key in self._pausable():
+            if key not in self._unused and key not in self._paused:
+                self._unused[key] = processes.signal_trees(self._live[key].children, signal.SIGSTOP)
+                stopped += self._unused[key]
+        return stopped
+
+    def _continue_unused(self, key: str) -> None:
+        pids = self._unused.pop(key, None)
+        if pids:
+            processes.signal_pids(pids, signal.SIGCONT)
+
+    def _pausable(self) -> list[str]:
+        """Live deployments whose processes this host may stop: the local launcher's, on CPU."""
+        if not self.pause_idle or self.launcher.name != "local":
+            return []
+        return [key for key, running in self._live.items() if running.deployment.config.device == "cpu"]
+
     def close(self) -> None:
         for key in list(self._live):
             self._stop(key)
@@ -353,6 +387,7 @@ class DeploymentPool:
     def _stop(self, key: str) -> None:
         depth, pids = self._paused.pop(key, (0, []))
         processes.signal_pids(pids, signal.SIGCONT)      # stopped inside a paused block: let it end
+        self._continue_unused(key)
         processes.stop_all(reversed(self._live.pop(key).children))
 
     # --- start ------------------------------------------------------------------------------

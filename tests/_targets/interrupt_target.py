@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import time
 import urllib.request
 
 
@@ -15,5 +16,7 @@ def test_long_streaming_request(disagg_deployment):
     with urllib.request.urlopen(req, timeout=600) as resp:
         resp.readline()
         pathlib.Path(os.environ["DISAGG_STREAMING_MARKER"]).write_text("streaming")
+        # Read slowly (~20 s for the whole stream): the Ctrl-C must come mid-request even when the
+        # parent is slow to send it (in CI the tokens once all came before it, and it hit teardown).
         while resp.read(256):
-            pass
+            time.sleep(0.01)
