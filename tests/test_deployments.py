@@ -90,7 +90,9 @@ def test_a_deployment_no_test_uses_waits_stopped_until_one_gets_it(disagg_pool):
 
     if not disagg_pool.pause_idle or disagg_pool.launcher.name != "local":
         pytest.skip("this session's pool leaves unused deployments running")
-    live = [d for d in disagg_pool.live() if d.config.device == "cpu"]
+    # Only deployments whose servers all still exist (a fault test may have killed one's server).
+    live = [d for d in disagg_pool.live() if d.config.device == "cpu" and d.servers
+            and all(psutil.pid_exists(s.pid) for s in d.servers) and disagg_pool.check(d.config) is None]
     if not live:
         pytest.skip("no deployment is alive at this point of the session")
     d = live[-1]
