@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from ..load import WorkloadSpec, concurrency, fixed
 
-PROMPT_TOKENS = {"cpu": 512, "cuda": 2048}
+# Prompt + output must fit the deployments' context (``DeploymentConfig.max_model_len``, 2048 by
+# default): vLLM refuses a 2048-token prompt with 8 more tokens to generate in a 2048 context.
+PROMPT_TOKENS = {"cpu": 512, "cuda": 2000}
 OUTPUT_TOKENS = 8
 REQUESTS = 48
 WARMUP = 2
