@@ -14,12 +14,16 @@ measures how often that rule is wrong, on rounds measured on real deployments of
    Every round's per-request samples are saved, so the same file also says how much median TTFT
    moves between rounds of one deployment and between deployments (the drift question that decides
    whether A/B needs fresh deployments per round). ``--fresh`` starts the three anew every round,
-   as ``--disagg-ab-fresh=yes`` (the plugin's default) does.
+   as ``--disagg-ab-fresh=yes`` (the plugin's default) does; ``--runs-per-round N`` runs each side
+   N times per round (A1 A2 B, B A2 A1, ...), as ``--disagg-ab-runs-per-round=N`` does. Each run
+   is measured with the other sides' servers stopped, as the plugin measures.
 2. **statistics** (``--samples FILE``, or right after collecting): per medium, ``--reps`` sequential
    A/B decisions run exactly as the plugin runs them (``decide.sequential``), each drawing its rounds
    with replacement from one session's measured rounds: A/A = A1 vs A2 (false alarm = a
    ``regressed`` or ``improved`` TTFT verdict), A/B = A1 vs B (power = ``regressed``), both at the
-   suite's default round budget.
+   suite's default round budget. ``--use-runs 1`` pools only a round's first run per side: a file
+   collected with ``--runs-per-round 2`` answers for both designs, and says how much two runs on
+   one start differ (the host's moment) beside how much two starts differ.
 
 Last line exactly ``ab_power_5pct=<x> ab_false_alarm=<y> rounds=<n>`` (worst medium of each; n =
 the default ``--disagg-ab-max-rounds``).
@@ -28,6 +32,7 @@ Usage::
 
     python benchmarks/ab_power.py                                  # collect on CPU (~25 min), then statistics
     python benchmarks/ab_power.py --samples ab-power-samples.json  # statistics only
+    python benchmarks/ab_power.py --fresh --mediums colocated --runs-per-round 2        # both designs, one file
     python benchmarks/ab_power.py --device cuda --gpus 0 --collect-to s0.json              # one GPU session
     python benchmarks/ab_power.py --device cuda --gpus 0 --first-session 1 --collect-to s1.json
     python benchmarks/ab_power.py --samples s0.json s1.json                                # both sessions
@@ -72,6 +77,7 @@ GPU_PLAN = {
     "nixl-gpu": {"sessions": 1, "rounds": 12},
 }
 GPU_MEMORY_SHARE = 0.25
+GPU_MODEL = "tiny-llama-gpu"
 
 
 class SamplesFileError(ValueError):
@@ -81,7 +87,7 @@ class SamplesFileError(ValueError):
 # --- (a) collection -------------------------------------------------------------------------------
 
 def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "cpu", gpus: tuple[int, ...] = (),
-            first_session: int = 0, fresh: bool = False) -> dict:
+            first_session: int = 0, fresh: bool = False, model: str | None = None, runs_per_round: int = 1) -> dict:
     from pytest_disagg.baseline.fingerprint import machine_info
     from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
     from pytest_disagg.ab.workload import CPU_MODEL, ab_spec
@@ -92,23 +98,24 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "collector": "pytest_disagg.load.run_workload; " + ("three fresh deployments every round" if fresh else
                                                                 "three deployments alive per session") + ", rounds rotated",
-           "fresh": fresh,
+           "fresh": fresh, "runs_per_round": runs_per_round,
            "machine": machine_info(), "mediums": {}}
     processes.install_sigterm_handler()
     pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=3)
-    def spec(medium: str, p: dict, session: int, rnd: int) -> WorkloadSpec:
-        # One seed per round, the same on every side, as in the plugin's A/B rounds.
-        return ab_spec(device, medium, seed=1000 * (session + 1) + rnd + 1)
+    def spec(medium: str, p: dict, session: int, rnd: int, rep: int = 0) -> WorkloadSpec:
+        # One seed per round and run, the same on every side, as in the plugin's A/B rounds.
+        return ab_spec(device, medium, seed=1000 * (session + 1) + rnd + 1 + 100_000 * rep)
 
-    def one_round(config, medium: str, p: dict, side: str, session: int, rnd: int) -> dict:
+    def one_round(config, medium: str, p: dict, side: str, session: int, rnd: int, rep: int = 0) -> dict:
         t0 = time.monotonic()
         deployment = pool.get(config)
         started = time.monotonic() - t0
-        result = run_workload(deployment, spec(medium, p, session, rnd), progress=False)  # B's medium is medium+delay
+        with pool.others_paused(deployment):        # as the plugin measures: the other sides stopped
+            result = run_workload(deployment, spec(medium, p, session, rnd, rep), progress=False)  # B: +delay
         samples = result.samples()
-        print(f"{config.medium} s{session} r{rnd} {side}: median TTFT {np.median(samples[METRIC]):.2f} ms "
+        print(f"{config.medium} s{session} r{rnd}.{rep} {side}: median TTFT {np.median(samples[METRIC]):.2f} ms "
               f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
-        return {"side": side, "session": session, "round": rnd, "start_s": started if started > 1 else 0.0,
+        return {"side": side, "session": session, "round": rnd, "rep": rep, "start_s": started if started > 1 else 0.0,
                 "wall_s": result.wall_s, "n_failed": result.n_failed, "loadavg": os.getloadavg(),
                 "samples": {k: list(map(float, samples[k])) for k in PER_REQUEST if k in samples},
                 "scalars": dict(result.scalars())}
@@ -117,9 +124,9 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
         for medium in mediums:
             p = plan[medium]
             if device == "cpu":
-                base = dict(medium=medium, model=CPU_MODEL, device="cpu", block_size=32, prefix_caching=False)
+                base = dict(medium=medium, model=model or CPU_MODEL, device="cpu", block_size=32, prefix_caching=False)
             else:
-                base = dict(medium=medium, model="tiny-llama-gpu", device="cuda", gpus=gpus, prefix_caching=False,
+                base = dict(medium=medium, model=model or GPU_MODEL, device="cuda", gpus=gpus, prefix_caching=False,
                             gpu_memory_utilization=GPU_MEMORY_SHARE / (1 if medium == "colocated" or len(gpus) > 1
                                                                        else 2))
             w = spec(medium, p, 0, 0)
@@ -136,8 +143,9 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
                 configs = {"A1": a1, "A2": a2, "B": b}
                 for r in range(p["rounds"]):
                     order = SIDES[r % 3:] + SIDES[:r % 3]
-                    for side in order:
-                        entry["rounds"].append(one_round(configs[side], medium, p, side, s, r))
+                    for rep in range(runs_per_round):      # A1 A2 B, then B A2 A1, ...: balanced in time
+                        for side in (order if rep % 2 == 0 else order[::-1]):
+                            entry["rounds"].append(one_round(configs[side], medium, p, side, s, r, rep))
                     out.write_text(json.dumps(doc))
                     if fresh:                    # as --disagg-ab-fresh=yes: every round on new deployments
                         for c in configs.values():
@@ -189,20 +197,38 @@ def load_samples(path: Path) -> dict:
     return data
 
 
-def session_rounds(entry: dict) -> dict[int, dict[str, list[np.ndarray]]]:
-    """session -> side -> per-round TTFT arrays, in round order; only rounds complete on all sides."""
-    by: dict[int, dict[int, dict[str, np.ndarray]]] = {}
+def session_rounds(entry: dict, use_runs: int | None = None) -> dict[int, dict[str, list[np.ndarray]]]:
+    """session -> side -> per-round TTFT arrays, in round order; only rounds complete on all sides.
+    A round that ran each side more than once (``--runs-per-round``) pools its first ``use_runs``
+    runs per side (all when None), as a round's figure is the median of the side's requests."""
+    by: dict[int, dict[int, dict[str, list]]] = {}
     for r in entry["rounds"]:
-        by.setdefault(r["session"], {}).setdefault(r["round"], {})[r["side"]] = np.asarray(r["samples"][METRIC], float)
+        if use_runs is not None and r.get("rep", 0) >= use_runs:
+            continue
+        by.setdefault(r["session"], {}).setdefault(r["round"], {}).setdefault(r["side"], []).append(
+            np.asarray(r["samples"][METRIC], float))
     out = {}
     for s, rounds in sorted(by.items()):
-        full = [rounds[k] for k in sorted(rounds) if all(side in rounds[k] for side in SIDES)]
+        full = [{side: np.concatenate(runs) for side, runs in rounds[k].items()} for k in sorted(rounds)
+                if all(side in rounds[k] for side in SIDES)]
         if len(full) >= 2:
             out[s] = {side: [f[side] for f in full] for side in SIDES}
     return out
 
 
-def drift(entry: dict) -> list[list]:
+def run_to_run(entry: dict) -> float | None:
+    """The SD of one run's median TTFT between runs of the *same* start (from rounds that ran each
+    side twice or more: log(run 2 / run 1) per deployment, SD / sqrt 2) — the host's moment, which
+    more runs per round average; what is left of a round's spread beyond it is start-to-start."""
+    meds: dict[tuple, dict[int, float]] = {}
+    for r in entry["rounds"]:
+        meds.setdefault((r["session"], r["round"], r["side"]), {})[r.get("rep", 0)] = float(
+            np.median(r["samples"][METRIC]))
+    d = [math.log(m[1] / m[0]) for m in meds.values() if 0 in m and 1 in m]
+    return float(np.std(d, ddof=1) / math.sqrt(2)) if len(d) >= 3 else None
+
+
+def drift(entry: dict, use_runs: int | None = None) -> list[list]:
     """Within- vs between-deployment spread: the SD of round medians on one deployment (as % of
     the session's A1 median) beside A2/A1, two deployments of the same software started apart,
     with its 99 % interval over paired rounds (Hodges-Lehmann, as the verdict computes it: an
@@ -211,7 +237,7 @@ def drift(entry: dict) -> list[list]:
     from pytest_disagg import stats
 
     rows = []
-    for s, sides in session_rounds(entry).items():
+    for s, sides in session_rounds(entry, use_runs).items():
         med = {side: np.array([np.median(r) for r in sides[side]]) for side in SIDES}
         ref = float(np.median(med["A1"]))
         within = float(np.mean([np.std(med[x], ddof=1) for x in ("A1", "A2")])) / ref
@@ -241,10 +267,10 @@ def trial(sides: dict[str, list[np.ndarray]], other: str, looks: tuple[int, ...]
     return seq.verdicts[METRIC].verdict
 
 
-def rates(entry: dict, looks: tuple[int, ...], reps: int, seed: int) -> dict:
+def rates(entry: dict, looks: tuple[int, ...], reps: int, seed: int, use_runs: int | None = None) -> dict:
     from pytest_disagg import verdicts
 
-    sessions = list(session_rounds(entry).values())
+    sessions = list(session_rounds(entry, use_runs).values())
     rng = np.random.default_rng(seed)
     out = {"A/A": {}, "A/B +5%": {}}
     for rep in range(reps):
@@ -264,7 +290,8 @@ def wilson(hits: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def statistics(data: dict, *, reps: int, seed: int, max_rounds: int) -> tuple[float, float]:
+def statistics(data: dict, *, reps: int, seed: int, max_rounds: int,
+               use_runs: int | None = None) -> tuple[float, float]:
     from tabulate import tabulate
 
     from pytest_disagg.ab.decide import ALPHA, SAME_BAND
@@ -279,15 +306,20 @@ def statistics(data: dict, *, reps: int, seed: int, max_rounds: int) -> tuple[fl
         plan = entry.get("plan", {})
         print(f"{name}: {plan.get('requests')} requests per run, {json.dumps(entry.get('workload', {}).get('arrival'))}; "
               f"injected delay per session: {[s['injected_delay_ms'] for s in entry.get('sessions', [])]} ms")
-        print(tabulate(drift(entry), headers=["session", "rounds", "A1 TTFT median ms", "within: round SD",
+        runs = max((r.get("rep", 0) for r in entry["rounds"]), default=0) + 1
+        used = runs if use_runs is None else min(use_runs, runs)
+        sd = run_to_run(entry)
+        print(f"runs per side per round: {used} of the {runs} measured"
+              + ("" if sd is None else f"; run-to-run SD of median TTFT within one start: {sd * 100:.1f} %"))
+        print(tabulate(drift(entry, use_runs), headers=["session", "rounds", "A1 TTFT median ms", "within: round SD",
                                               "A2/A1 [99 %] (start-to-start)", "SD of A2/A1 per round",
                                               "B/A1 [99 %] (+5 % injected)"],
                        tablefmt="simple"))
-        short = [s for s, sides in session_rounds(entry).items() if len(sides["A1"]) < looks[-1]]
+        short = [s for s, sides in session_rounds(entry, use_runs).items() if len(sides["A1"]) < looks[-1]]
         if short:
             print(f"  note: session(s) {short} have fewer rounds than the budget ({looks[-1]}): rounds drawn with "
                   f"replacement there, which overstates false alarms (duplicated rounds)")
-        r = rates(entry, looks, reps, seed)
+        r = rates(entry, looks, reps, seed, use_runs)
         lo, hi = wilson(r["false_alarm"] * reps, reps)
         plo, phi = wilson(r["power"] * reps, reps)
         print(f"  A/A verdicts {r['counts']['A/A']}: false alarm {r['false_alarm'] * 100:.1f} % "
@@ -305,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=Path, nargs="+", help="statistics only, from samples file(s) written by a "
                                                             "collection (sessions of several files are combined)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="collect: cpu (default) or cuda")
+    from pytest_disagg.ab.workload import CPU_MODEL
+
+    ap.add_argument("--model", help=f"collect: model fixture (default {CPU_MODEL} on cpu, {GPU_MODEL} on cuda; on a GPU "
+                                     "a larger one, e.g. llama-3.2-3b-shape, makes TTFT GPU work rather than host "
+                                     "overhead)")
     ap.add_argument("--gpus", default="0", help="collect on cuda: GPU indices (default 0)")
     ap.add_argument("--first-session", type=int, default=0, help="collect: number of the first session (to combine "
                                                                  "files of several commands)")
@@ -316,11 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="collect: three fresh deployments every round (the plugin's default --disagg-ab-fresh=yes; "
                          "~3 starts per round, ~25 min per 12 colocated rounds here) instead of three kept up")
+    ap.add_argument("--runs-per-round", type=int, default=1,
+                    help="collect: runs of each side per round (A1 A2 B, B A2 A1, ...; default 1, as the plugin)")
+    ap.add_argument("--use-runs", type=int, help="statistics: pool only the first N runs per side of each round "
+                                                 "(default: all in the file): one file compares both designs")
     ap.add_argument("--reps", type=int, default=500, help="sequential decisions per medium and scenario")
     ap.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_ROUNDS,
                     help=f"round budget (default: the suite's --disagg-ab-max-rounds default, {DEFAULT_MAX_ROUNDS})")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    for flag, value in (("--runs-per-round", args.runs_per_round), ("--use-runs", args.use_runs)):
+        if value is not None and value < 1:
+            ap.error(f"{flag}={value}: at least 1")
     if args.samples is None:
         plan = {k: dict(v) for k, v in (PLAN if args.device == "cpu" else GPU_PLAN).items()}
         mediums = [m.strip() for m in args.mediums.split(",") if m.strip()]
@@ -338,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             ap.error(f"--gpus={args.gpus!r}: give GPU indices like 0 or 0,1")
         collect(args.collect_to, mediums, plan, device=args.device, gpus=gpus, first_session=args.first_session,
-                fresh=args.fresh)
+                fresh=args.fresh, model=args.model, runs_per_round=args.runs_per_round)
         paths = [args.collect_to]
     else:
         paths = args.samples
@@ -347,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     except SamplesFileError as exc:
         print(f"ab_power: {exc}", file=sys.stderr)
         return 2
-    power, false_alarm = statistics(data, reps=args.reps, seed=args.seed, max_rounds=args.max_rounds)
+    power, false_alarm = statistics(data, reps=args.reps, seed=args.seed, max_rounds=args.max_rounds,
+                                    use_runs=args.use_runs)
     print(f"ab_power_5pct={power:.3f} ab_false_alarm={false_alarm:.3f} rounds={args.max_rounds}")
     return 0
 

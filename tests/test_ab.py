@@ -49,6 +49,8 @@ def test_env_and_server_args_are_parsed():
     ({"ab": "same", "ab_env": "A=1", "ab_max_rounds": "3"}, ["--disagg-ab-max-rounds=3", f"at least {MIN_ROUNDS}"]),
     ({"ab": "same", "ab_env": "A=1", "ab_max_rounds": "many"}, ["--disagg-ab-max-rounds='many'", "not a number"]),
     ({"ab": "same", "ab_env": "A=1", "ab_fresh": "sometimes"}, ["--disagg-ab-fresh='sometimes'", "auto, yes, no"]),
+    ({"ab": "same", "ab_env": "A=1", "ab_runs_per_round": "0"}, ["--disagg-ab-runs-per-round='0'", "greater than 0"]),
+    ({"ab": "same", "ab_env": "A=1", "ab_runs_per_round": "2.5"}, ["--disagg-ab-runs-per-round='2.5'", "not a number"]),
 ])
 def test_bad_values_name_the_option(raw, words):
     with pytest.raises(OptionError) as exc:
@@ -210,7 +212,7 @@ class FakePool:
         yield []
 
 
-def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no"):
+def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no", runs_per_round=1):
     rng = np.random.default_rng(9)
     calls = []
 
@@ -220,7 +222,8 @@ def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no"):
         return FakeRun(list(rng.normal(100 * factor, 2, 30)))
 
     monkeypatch.setattr("pytest_disagg.measure.measured_run", fake_measured_run)
-    session = ab_runner.ABSession(ABOptions("/opt/b/python", (), (), max_rounds, fresh), None,
+    session = ab_runner.ABSession(ABOptions("/opt/b/python", (), (), max_rounds, fresh, runs_per_round=runs_per_round),
+                                  None,
                                   fingerprints={"A": {"vllm": "a"}, "B": {"vllm": "b"}})
     results = SessionResults()
     bench = SimpleNamespace(results=results, meter=None, request=SimpleNamespace(node=SimpleNamespace(nodeid="t::x")))
@@ -262,6 +265,21 @@ def test_runner_with_fresh_deployments_releases_both_sides_every_round(monkeypat
     assert pool.released == ["colocated-pc0", "colocated-pc0-B"] * session.pairs[0]["rounds"]
 
 
+def test_runner_with_runs_per_round_pools_a_rounds_runs_on_one_start_per_side(monkeypatch):
+    (_, entry), session, results, calls, pool = run_fake(monkeypatch, slow_b=1.0, fresh="yes", runs_per_round=2)
+    rounds = session.pairs[0]["rounds"]
+    sides = [r["side"] for r in results.runs]
+    assert sides[:8] == ["A", "B", "B", "A", "B", "A", "A", "B"] and len(sides) == 4 * rounds
+    assert [(r["ab_round"], r["ab_run"]) for r in results.runs[:4]] == [(0, 0), (0, 0), (0, 1), (0, 1)]
+    # a round's runs send other requests than each other, the same on both sides
+    assert [s for _, s in calls][:8] == [7000, 7000, 8000, 8000, 7001, 7001, 8001, 8001]
+    # fresh: one start per side and round, both up for the round's runs
+    assert pool.released == ["colocated-pc0", "colocated-pc0-B"] * rounds and pool.max_live == 2
+    ttft = next(p for p in session.pairs if p["metric"] == "ttft_ms")
+    assert len(ttft["a_runs"]) == 2 * rounds and ttft["verdict"] == verdicts.SAME
+    assert session.setup_json()["runs_per_round"] == 2
+
+
 def test_results_json_gets_the_pairs_and_both_sides(monkeypatch):
     from pytest_disagg.ab import pytest_plugin
 
@@ -300,7 +318,7 @@ def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
 def test_options_have_ini_twins_and_bad_values_are_usage_errors(pytester, tmp_path):
     out = pytester.runpytest("--help").stdout.str()
     for opt in ("--disagg-ab=", "--disagg-ab-env=", "--disagg-ab-server-args=", "--disagg-ab-max-rounds=",
-                "--disagg-ab-fresh="):
+                "--disagg-ab-fresh=", "--disagg-ab-runs-per-round="):
         assert opt in out
     pytester.makepyfile("def test_nothing():\n    pass\n")
     result = pytester.runpytest(f"--disagg-ab={tmp_path}")
@@ -345,6 +363,39 @@ def test_ab_power_statistics_from_samples(tmp_path, capsys):
     assert ab_power.main(["--samples", str(synthetic_samples(tmp_path / "s.json", 0.2)), "--reps", "10"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == "ab_power_5pct=1.000 ab_false_alarm=0.000 rounds=12"
+
+
+def test_ab_power_pools_a_rounds_repeated_runs_and_can_leave_them_out():
+    """Two runs per side per round (``--runs-per-round 2``): a round's figure pools both runs'
+    requests, ``use_runs=1`` keeps the first run only (the plugin's design, from the same file),
+    and the run-to-run spread within one start is recovered from the repeats."""
+    ab_power = _ab_power()
+    rng = np.random.default_rng(5)
+    rounds = []
+    for r in range(12):
+        for side in ab_power.SIDES:
+            start = rng.normal(0, 0.03)                 # this start's offset
+            for rep in range(2):
+                level = 100 * np.exp(start + rng.normal(0, 0.02))   # this run's moment: 2 %
+                rounds.append({"side": side, "session": 0, "round": r, "rep": rep,
+                               "samples": {"ttft_ms": list(level * rng.lognormal(0, 0.001, 48))}})
+    entry = {"rounds": rounds}
+    both = ab_power.session_rounds(entry)[0]
+    first = ab_power.session_rounds(entry, use_runs=1)[0]
+    assert [len(x) for x in both["A1"]] == [96] * 12 and [len(x) for x in first["A1"]] == [48] * 12
+    assert np.array_equal(first["B"][3], np.asarray(rounds[3 * 6 + 4]["samples"]["ttft_ms"]))
+    assert 0.012 < ab_power.run_to_run(entry) < 0.03
+    assert ab_power.run_to_run({"rounds": [r for r in rounds if r["rep"] == 0]}) is None
+
+
+def test_the_ab_workload_fits_the_deployments_context():
+    from pytest_disagg.ab.workload import ab_spec
+    from pytest_disagg.deploy import DeploymentConfig
+
+    for device in ("cpu", "cuda"):
+        spec = ab_spec(device)
+        context = DeploymentConfig(medium="colocated", model="tiny-llama-cpu", device=device).max_model_len
+        assert spec.prompt.value + spec.output.value <= context, device
 
 
 def test_ab_power_refuses_a_file_that_is_not_its_samples(tmp_path, capsys):

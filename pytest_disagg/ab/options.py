@@ -16,6 +16,7 @@ DEFAULT_FRESH = "yes"
 DEFAULT_MAX_ROUNDS = 12
 MIN_ROUNDS = 10          # the first look: the smallest exact signed-rank p is 2 / 2^rounds (0.0078 at 8, 0.0020 at 10)
 ROUND_STEP = 2           # rounds added per look while a metric is undecided
+DEFAULT_RUNS_PER_ROUND = 1
 
 # (option, ini key, help, default) — the same table shape as plugin.OPTIONS
 OPTIONS = [
@@ -30,6 +31,9 @@ OPTIONS = [
      "of the same software differ by up to ~20 percent in median TTFT, measured, and only fresh ones make that "
      "noise instead of a verdict), no (both sides stay up: for checking the mechanics), or auto (no on CPU, yes "
      "on GPUs)", DEFAULT_FRESH),
+    ("--disagg-ab-runs-per-round", "disagg_ab_runs_per_round", "A/B: runs of each side per round on the round's "
+     "deployments (A B B A ...; the round's figure pools them): more runs average the host's moment at the "
+     "price of time, fresh starts stay one per side and round", str(DEFAULT_RUNS_PER_ROUND)),
 ]
 
 
@@ -42,6 +46,7 @@ class ABOptions:
     fresh: str                           # "auto" | "yes" | "no"
     min_rounds: int = MIN_ROUNDS
     step: int = ROUND_STEP
+    runs_per_round: int = DEFAULT_RUNS_PER_ROUND
 
     def looks(self) -> tuple[int, ...]:
         """Round counts at which the verdicts are computed: min, min+step, ..., max."""
@@ -56,7 +61,7 @@ class ABOptions:
     def describe(self) -> dict:
         return {"python": self.python, "env": dict(self.env), "server_args": list(self.server_args),
                 "max_rounds": self.max_rounds, "min_rounds": self.min_rounds, "step": self.step,
-                "fresh": self.fresh, "looks": list(self.looks())}
+                "fresh": self.fresh, "runs_per_round": self.runs_per_round, "looks": list(self.looks())}
 
 
 def parse_env(value: str | None) -> tuple[tuple[str, str], ...]:
@@ -128,5 +133,6 @@ def build_ab_options(raw: dict) -> ABOptions | None:
     if max_rounds < MIN_ROUNDS:
         raise OptionError(f"--disagg-ab-max-rounds={max_rounds}: at least {MIN_ROUNDS} (the first look; with fewer "
                           f"rounds per side no verdict but 'undecided' is possible)")
+    runs = parse_positive(raw.get("ab_runs_per_round") or DEFAULT_RUNS_PER_ROUND, "--disagg-ab-runs-per-round", int)
     return ABOptions(python=python, env=env, server_args=args, max_rounds=max_rounds,
-                     fresh=parse_fresh(raw.get("ab_fresh")))
+                     fresh=parse_fresh(raw.get("ab_fresh")), runs_per_round=runs)

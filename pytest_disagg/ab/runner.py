@@ -65,6 +65,21 @@ def round_figures(run) -> dict[str, list[float]]:
     return out
 
 
+def round_runs(order: tuple[str, str], runs_per_round: int) -> list[tuple[int, str]]:
+    """(run, side) in a round's time order: ``order``, then reversed, ... (A B B A A B ...), so
+    that over a round's runs neither side is always first."""
+    out = []
+    for rep in range(runs_per_round):
+        out += [(rep, side) for side in (order if rep % 2 == 0 else order[::-1])]
+    return out
+
+
+def round_seed(seed: int, k: int, rep: int) -> int:
+    """One seed per round and run, the same on both sides (a round's A and B runs send the same
+    requests; no run repeats a prompt of another, so prefix caches never see one twice)."""
+    return seed * 1000 + k + 1000 * rep
+
+
 def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str, load: str,
            name: str, extra: dict | None = None):
     """Rounds of ``spec`` on A (``deployment``'s config) and B; returns side A's last (run, entry)."""
@@ -73,28 +88,31 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
 
     cfg = {"A": deployment.config, "B": session.side_b(deployment.config)}
     fresh = session.options.fresh_for(deployment.config.device)
-    if not fresh and deployment.config.device == "cpu":
-        pool.max_live = max(pool.max_live, 2)       # both sides stay up between rounds
+    runs_per_round = session.options.runs_per_round
+    if deployment.config.device == "cpu" and (not fresh or runs_per_round > 1):
+        pool.max_live = max(pool.max_live, 2)       # both sides stay up between rounds, or a round's runs
     seq = Sequential({m: METRICS[m].direction for m in AB_METRICS}, session.options.looks())
     results = bench.results
     indices: list[int] = []
     keys: dict[str, str] = {}
     last: dict[str, Any] = {}
     for k, order in enumerate(round_order(seq.max_rounds)):
-        figures = {}
-        for side in order:
+        figures: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
+        for rep, side in round_runs(order, runs_per_round):
             dep = announced_get(pool, cfg[side], f"{cfg[side].key()} (A/B round {k + 1}, side {side})")
             keys[side] = dep.key
-            round_spec = dataclasses.replace(spec, seed=spec.seed * 1000 + k)
+            round_spec = dataclasses.replace(spec, seed=round_seed(spec.seed, k, rep))
             with pool.others_paused(dep):      # the other side's servers too, when both stay up
                 run = measured_run(dep, round_spec, meter=bench.meter)
+            tags = {"ab_round": k, **({"ab_run": rep} if runs_per_round > 1 else {})}
             entry = results.add_run(benchmark=benchmark, test=bench.request.node.nodeid, deployment=dep, run=run,
-                                    load=load, extra={**(extra or {}), "ab_round": k}, side=side,
+                                    load=load, extra={**(extra or {}), **tags}, side=side,
                                     fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep, round_spec))
-            entry["ab_round"] = k
+            entry.update(tags)
             indices.append(len(results.runs) - 1)
             run.check_failures()
-            figures[side] = round_figures(run)
+            for metric, values in round_figures(run).items():
+                figures[side].setdefault(metric, []).extend(values)
             last[side] = (run, entry)
         seq.add_round(figures["A"], figures["B"])
         if fresh:
