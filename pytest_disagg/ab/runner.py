@@ -3,7 +3,10 @@
 Per call: side B's configuration is side A's with B's interpreter, environment and extra server
 arguments; rounds run the workload on both sides in ``decide.round_order`` (each round with its
 own seed, the same for both sides, so that a round's two runs send the same requests and
-prefix caches never see a repeated prompt across rounds); at each planned look every metric is
+prefix caches never see a repeated prompt across rounds; with ``--disagg-ab-runs-per-round`` N,
+a round runs each side N times, A B B A ..., on the round's deployments, and pools them: that
+averages the host's moment, not the start-to-start offset, which fresh rounds turn into noise —
+measured in README); at each planned look every metric is
 decided and, while one is undecided, rounds are added up to ``--disagg-ab-max-rounds``. Every run
 lands in the results JSON tagged with its side and round; the pair and its verdicts go to the
 session's ``ABSession.pairs`` (the JSON's ``ab`` section). A ``regressed`` verdict fails the test.
