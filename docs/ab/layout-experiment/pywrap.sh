@@ -1,0 +1,2 @@
+#!/bin/bash
+exec setarch x86_64 -R /work/main/.tox/test/bin/python "$@"
