@@ -248,3 +248,21 @@ def test_run_captures_output_and_ends_the_tree_on_timeout(tmp_path):
         processes.run([sys.executable, "-c", script], timeout=5)
     grandchild = int(pidfile.read_text())
     _wait_for(lambda: not _alive([grandchild]), 10, "the helper's child to be ended")
+
+
+def test_a_process_counts_as_dead_once_its_exit_has_begun_not_only_once_it_is_a_zombie():
+    """A killed server's sockets close before it turns zombie, so the proxy can end a test's stream
+    while /proc still lists the server: the kernel's PF_EXITING flag is what says it is dying."""
+    from pytest_disagg.deploy.supervisor import PF_EXITING, exit_begun, stat_says_exiting
+
+    own = Path("/proc/self/stat").read_bytes()
+    assert not stat_says_exiting(own) and not exit_begun(os.getpid())
+    head, tail = own[:own.rfind(b")") + 2], own[own.rfind(b")") + 2:].split()
+    tail[6] = str(int(tail[6]) | PF_EXITING).encode()
+    assert stat_says_exiting(head + b" ".join(tail))
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    _wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_bytes().split(b") ")[1][:1] == b"Z", 30, "a zombie")
+    assert exit_begun(child.pid)              # not reaped yet: a zombie
+    child.wait()
+    assert exit_begun(child.pid)              # reaped: gone

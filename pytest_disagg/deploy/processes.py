@@ -98,7 +98,9 @@ class Child:
         if self.supervisor.poll() is not None:
             return False
         st = _sup.proc_stat(self.pid)
-        return st is not None and (self._starttime is None or st[3] == self._starttime)
+        if st is None or (self._starttime is not None and st[3] != self._starttime):
+            return False
+        return not _sup.exit_begun(self.pid)
 
     def wait_status(self) -> int | None:
         """The command's exit status once it is dead, waiting for the supervisor to finish (a few s)."""

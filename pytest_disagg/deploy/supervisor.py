@@ -48,6 +48,28 @@ def proc_stat(pid: int) -> tuple[int, int, int, int] | None:
     return int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
 
 
+PF_EXITING = 0x4     # linux/sched.h: the task has begun do_exit()
+
+
+def exit_begun(pid: int) -> bool:
+    """Whether ``pid`` is gone, a zombie, or already inside the kernel's exit path.
+
+    The last case matters to anyone who learns of a death from its side effects: a killed server's
+    sockets close (and a proxy ends the stream it relayed) before the process becomes a zombie, so
+    a check that waits for the zombie can run in between and find it "alive"."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return stat_says_exiting(fh.read())
+    except OSError:
+        return True
+
+
+def stat_says_exiting(data: bytes) -> bool:
+    """``/proc/PID/stat``'s text: zombie or dead state, or the PF_EXITING flag (field 9)."""
+    fields = data[data.rfind(b")") + 2:].split()
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
+
+
 def all_stats() -> dict[int, tuple[int, int, int, int]]:
     out = {}
     for name in os.listdir("/proc"):
