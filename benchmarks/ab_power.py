@@ -250,6 +250,47 @@ def drift(entry: dict, use_runs: int | None = None) -> list[list]:
     return rows
 
 
+def aa_log_ratios(entry: dict, use_runs: int | None = None) -> np.ndarray:
+    """log(A2 / A1) of every complete round, all sessions: the A/A noise the rule works against."""
+    return np.concatenate([np.log([np.median(b) / np.median(a) for a, b in zip(sides["A1"], sides["A2"])])
+                           for sides in session_rounds(entry, use_runs).values()] or [np.array([])])
+
+
+def resolution_line(entry: dict, looks: tuple[int, ...], use_runs: int | None = None) -> str:
+    """What the rule can tell apart at this medium's measured noise (A2/A1 per round, all sessions):
+    the smallest change the budget calls with 95 % power, and the rounds 5 % would take — the same
+    figures an undecided verdict prints (``decide.resolution``)."""
+    from pytest_disagg.ab.decide import level, resolution
+
+    d = aa_log_ratios(entry, use_runs)
+    r = resolution(d[:looks[-1]], level(len(looks)))
+    if not r:
+        return "resolution: fewer than 4 complete rounds"
+    can = "no change" if r["resolves"] is None else f"changes >= {r['resolves']:.1%}"
+    need = f"~{r['rounds_needed']} rounds" if r["rounds_needed"] else "more rounds than any budget"
+    return (f"resolution: A2/A1 moves {r['noise']:.1%} (robust SD) per round, so {min(d.size, looks[-1])} rounds "
+            f"resolve {can} with 95 % power; 5 % takes {need}")
+
+
+def model_power(entry: dict, looks: tuple[int, ...], use_runs: int | None = None) -> float | None:
+    """The rule's power for +5 % at the budget, from the measured A/A noise (``stats.power_at``, the
+    approximation checked against simulated verdicts): what the bar line reports where the rounds
+    are too few to be resampled into a rate (``can_resample``)."""
+    from pytest_disagg import stats
+    from pytest_disagg.ab.decide import level
+
+    noise = stats.paired_noise(aa_log_ratios(entry, use_runs))
+    return None if noise is None else stats.power_at(SHIFT, noise, looks[-1], level(len(looks)))
+
+
+def can_resample(entry: dict, looks: tuple[int, ...], use_runs: int | None = None) -> bool:
+    """Whether drawing a budget's rounds from each session gives decisions that differ: with fewer
+    than twice the budget, every draw holds most of the same rounds (all of them, at exactly the
+    budget), so 500 decisions are one decision repeated — a count, not a rate."""
+    sessions = session_rounds(entry, use_runs).values()
+    return bool(sessions) and all(len(sides["A1"]) >= 2 * looks[-1] for sides in sessions)
+
+
 def trial(sides: dict[str, list[np.ndarray]], other: str, looks: tuple[int, ...], rng: np.random.Generator,
           seed: int) -> str:
     """One sequential A/B decision on TTFT, rounds drawn (paired, with replacement) from one session."""
@@ -319,14 +360,24 @@ def statistics(data: dict, *, reps: int, seed: int, max_rounds: int,
         if short:
             print(f"  note: session(s) {short} have fewer rounds than the budget ({looks[-1]}): rounds drawn with "
                   f"replacement there, which overstates false alarms (duplicated rounds)")
+        print("  " + resolution_line(entry, looks, use_runs))
         r = rates(entry, looks, reps, seed, use_runs)
         lo, hi = wilson(r["false_alarm"] * reps, reps)
         plo, phi = wilson(r["power"] * reps, reps)
         print(f"  A/A verdicts {r['counts']['A/A']}: false alarm {r['false_alarm'] * 100:.1f} % "
               f"[{lo * 100:.1f}, {hi * 100:.1f}]")
-        print(f"  A/B verdicts {r['counts']['A/B +5%']}: power {r['power'] * 100:.1f} % [{plo * 100:.1f}, {phi * 100:.1f}]\n")
+        print(f"  A/B verdicts {r['counts']['A/B +5%']}: power {r['power'] * 100:.1f} % [{plo * 100:.1f}, {phi * 100:.1f}]")
+        power = r["power"]
+        modelled = model_power(entry, looks, use_runs)
+        if modelled is not None:
+            print(f"  power for +5 % at the measured A/A noise (stats.power_at): {modelled * 100:.1f} %")
+        if not can_resample(entry, looks, use_runs):
+            print(f"  caution: fewer than {2 * looks[-1]} rounds per session for a budget of {looks[-1]}: the resampled "
+                  f"decisions above are one A/B repeated, not rates; the bar line takes the modelled power")
+            power = modelled if modelled is not None else power
+        print()
         fa_all.append(r["false_alarm"])
-        pw_all.append(r["power"])
+        pw_all.append(power)
     return min(pw_all), max(fa_all)
 
 

@@ -15,7 +15,9 @@ schemas upgraded in memory). Schema 2, top level:
 ``ab``           A/B pairs, ``[]`` unless ``--disagg-ab`` ran (h15b's ``pytest_disagg/ab/`` fills it):
                  ``{"benchmark", "deployment", "metric", "rounds", "a_runs": [run indices],
                  "b_runs": [run indices], "ratio", "ci": [lo, hi], "confidence", "tolerance",
-                 "verdict" (a word of pytest_disagg.verdicts), "fingerprint_a", "fingerprint_b"}``
+                 "verdict" (a word of pytest_disagg.verdicts), "fingerprint_a", "fingerprint_b",
+                 "noise" (round-to-round SD of log B/A), "resolves" (smallest change its rounds call
+                 with 95 % power, null: none yet), "rounds_needed" (for a 5 % change)}``
                  — :meth:`SessionResults.add_ab_pair` checks the required keys and the word;
 ``derived``      session-level figures: ``crossover`` ``{deployment key: crossing}``
                  (:meth:`add_crossover`), ``capacity``, ``saturation_probe``, ``dvfs_points``

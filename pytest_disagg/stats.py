@@ -404,6 +404,74 @@ def hodges_lehmann_ratio(d: Sequence[float], confidence: float = DEFAULT_CONFIDE
     return RatioCI(point, float(np.exp(walsh[k - 1])), float(np.exp(walsh[walsh.size - k])))
 
 
+# --- what a paired design can resolve -------------------------------------------------------
+
+WILCOXON_ARE = 3.0 / np.pi        # signed-rank test's efficiency against the t-test, normal data
+
+
+def paired_noise(d: Sequence[float]) -> float | None:
+    """Round-to-round spread of the log ratios ``d``: 1.4826 x their median absolute deviation (the
+    SD for normal data; the rank test gives a disturbed round one vote, so its power follows the
+    bulk of the rounds, not their tail). None below 4 rounds."""
+    d = as_samples(d, "paired differences", allow_empty=True)
+    if d.size < 4:
+        return None
+    return float(1.4826 * np.median(np.abs(d - np.median(d))))
+
+
+def exact_floor_rounds(level: float) -> int:
+    """The fewest rounds at which the exact two-sided signed-rank p (at least 2 / 2^n) can reach ``level``."""
+    if not 0.0 < level < 1.0:
+        raise StatsError(f"level must be in (0, 1), got {level}")
+    return max(1, int(np.ceil(np.log2(2.0 / level) - 1e-12)))
+
+
+def detectable_change(noise: float, rounds: int, level: float, power: float = 0.95) -> float:
+    """The smallest relative change (0.05 = 5 %) that ``rounds`` paired rounds with this round-to-round
+    ``noise`` (SD of log B/A) call at two-sided ``level`` with probability ``power``: the paired
+    t-test's (Student quantiles on n - 1 degrees of freedom, which also cover most of what the exact
+    rank test loses to its discreteness at few rounds), scaled by the signed-rank test's efficiency;
+    inf below the exact test's floor. Checked against simulated verdicts in tests/test_stats.py."""
+    from scipy.stats import t as student
+
+    if noise < 0 or rounds < 0:
+        raise StatsError(f"noise and rounds must be >= 0, got {noise} and {rounds}")
+    if rounds < max(2, exact_floor_rounds(level)):
+        return float("inf")
+    z = student.ppf(1.0 - level / 2.0, rounds - 1) + student.ppf(power, rounds - 1)
+    return float(np.expm1(z * noise / np.sqrt(rounds * WILCOXON_ARE)))
+
+
+def power_at(change: float, noise: float, rounds: int, level: float) -> float:
+    """The probability that ``rounds`` paired rounds with this ``noise`` call a relative ``change`` at
+    two-sided ``level``: ``detectable_change`` solved for the power (0 below the exact test's floor)."""
+    from scipy.stats import t as student
+
+    if noise < 0 or rounds < 0:
+        raise StatsError(f"noise and rounds must be >= 0, got {noise} and {rounds}")
+    if rounds < max(2, exact_floor_rounds(level)):
+        return 0.0
+    if noise == 0:
+        return 1.0 if change > 0 else 0.0
+    margin = np.log1p(change) * np.sqrt(rounds * WILCOXON_ARE) / noise - student.ppf(1.0 - level / 2.0, rounds - 1)
+    return float(student.cdf(margin, rounds - 1))
+
+
+def rounds_needed(noise: float, change: float, level_at: Callable[[int], float], power: float = 0.95,
+                  limit: int = 100_000) -> int | None:
+    """The fewest rounds that call a relative ``change`` with probability ``power``, where
+    ``level_at(n)`` is the per-look level of a budget of n rounds (more rounds, more looks, a
+    smaller level); None if not within ``limit``."""
+    if change <= 0:
+        raise StatsError(f"change must be > 0, got {change}")
+    n = 2
+    while n <= limit:
+        if detectable_change(noise, n, level_at(n), power) <= change:
+            return n
+        n = n + 1 if n < 64 else int(n * 1.05) + 1
+    return None
+
+
 # --- crossover of two curves ----------------------------------------------------------------
 
 def first_crossing(xs: np.ndarray, diff: np.ndarray) -> float | None:
@@ -501,5 +569,6 @@ def change_points(series: Iterable[float], *, max_pvalue: float = DEFAULT_CP_PVA
 
 __all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_RESAMPLES", "DEFAULT_SEED", "QUANTILES", "ChangePoint", "Estimate", "RatioCI",
            "StatsError", "as_samples", "bootstrap_ci", "bootstrap_medians", "bootstrap_statistics", "change_points",
-           "check_confidence", "clustered_ratio_of_medians", "crossing_ci", "first_crossing", "interval", "median_ci",
-           "qname", "quantile_summary", "ratio_of_medians", "summarize", "summary_cis"]
+           "check_confidence", "clustered_ratio_of_medians", "crossing_ci", "detectable_change", "exact_floor_rounds",
+           "first_crossing", "interval", "median_ci", "paired_noise", "power_at", "qname", "quantile_summary", "ratio_of_medians",
+           "rounds_needed", "summarize", "summary_cis"]

@@ -365,6 +365,21 @@ def test_ab_power_statistics_from_samples(tmp_path, capsys):
     assert last == "ab_power_5pct=1.000 ab_false_alarm=0.000 rounds=12"
 
 
+def test_ab_power_reports_the_modelled_power_where_rounds_are_too_few_to_resample(tmp_path, capsys):
+    """12 rounds for a budget of 12: every resampled decision sees the same rounds (one A/B
+    repeated), so the bar line takes the power modelled from the measured A/A noise; 24 rounds
+    can be resampled, and the bar line is the resampled rate."""
+    ab_power = _ab_power()
+    assert ab_power.main(["--samples", str(synthetic_samples(tmp_path / "12.json", 0.05)), "--reps", "10"]) == 0
+    out = capsys.readouterr().out
+    modelled = float(out.split("stats.power_at): ")[1].split(" %")[0]) / 100
+    assert "caution: fewer than 24 rounds" in out
+    assert out.strip().splitlines()[-1] == f"ab_power_5pct={modelled:.3f} ab_false_alarm=0.000 rounds=12"
+    assert ab_power.main(["--samples", str(synthetic_samples(tmp_path / "24.json", 0.05, rounds=24)), "--reps", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "caution" not in out and "power_at" in out
+
+
 def test_ab_power_pools_a_rounds_repeated_runs_and_can_leave_them_out():
     """Two runs per side per round (``--runs-per-round 2``): a round's figure pools both runs'
     requests, ``use_runs=1`` keeps the first run only (the plugin's design, from the same file),
@@ -422,3 +437,25 @@ def test_one_disturbed_round_never_turns_the_verdict_around():
     slower[4] = slower[4] * 6
     v = decide("ttft_ms", "lower", a, slower, looks=2)
     assert v.verdict == verdicts.REGRESSED and 1.07 < v.ratio < 1.10
+
+
+def test_an_undecided_verdict_says_how_far_its_rounds_see_and_what_5_percent_needs():
+    import json
+
+    from pytest_disagg.ab.decide import resolution_text
+    from pytest_disagg.ab.tables import undecided_lines
+
+    rng = np.random.default_rng(12)
+    a = [rng.normal(100, 1, 30) for _ in range(12)]
+    b = [x * np.exp(rng.normal(0, 0.10)) for x in a]         # rounds' B/A moves ~10 %: a 5 % change hides
+    v = decide("ttft_ms", "lower", a, b, looks=2)
+    assert v.verdict == verdicts.UNDECIDED
+    assert 0.05 < v.noise < 0.2 and v.resolves > 0.05 and v.rounds_needed > 12
+    text = resolution_text(v.to_json())
+    assert f"{v.noise:.1%}" in text and f"about {v.rounds_needed} rounds" in text and "12 rounds resolve" in text
+    json.dumps(v.to_json(), allow_nan=False)               # never Infinity in the results JSON
+    pair = {**v.to_json(), "deployment": "colocated-pc0", "load": "ab"}
+    assert undecided_lines([pair]) == [f"colocated-pc0 ab {text}"]
+    assert undecided_lines([{**pair, "verdict": verdicts.SAME}]) == []
+    few = decide("ttft_ms", "lower", a[:3], b[:3], looks=2)
+    assert few.noise is None and resolution_text(few.to_json()) == ""

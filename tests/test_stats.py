@@ -172,3 +172,52 @@ def test_paired_log_ratios_refuse_unpaired_or_non_positive_figures():
         stats.paired_log_ratios([1, 2], [1])
     with pytest.raises(stats.StatsError, match="positive"):
         stats.paired_log_ratios([1, 0], [1, 1])
+
+
+# --- what a paired design can resolve ---------------------------------------------------------------
+
+def _simulated_power(change: float, noise: float, n: int, looks: int, trials: int = 300, seed: int = 9) -> float:
+    """The A/B rule's own verdicts on normal rounds: the share that says regressed."""
+    from pytest_disagg.ab.decide import decide
+
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(trials):
+        d = rng.normal(np.log1p(change), noise, n)
+        a = np.full(n, 50.0)
+        hits += decide("ttft_ms", "lower", [[x] for x in a], [[x] for x in a * np.exp(d)],
+                       looks=looks).verdict == "regressed"
+    return hits / trials
+
+
+@pytest.mark.parametrize("n, noise, looks", [(12, 0.03, 2), (20, 0.05, 6), (40, 0.08, 16)])
+def test_detectable_change_is_what_the_rule_calls_95_percent_of_the_time(n, noise, looks):
+    from pytest_disagg.ab.decide import ALPHA
+
+    change = stats.detectable_change(noise, n, ALPHA / looks)
+    assert 0.88 <= _simulated_power(change, noise, n, looks) <= 0.99
+    assert _simulated_power(change / 2, noise, n, looks) < 0.6
+    assert stats.power_at(change, noise, n, ALPHA / looks) == pytest.approx(0.95, abs=1e-6)
+    assert stats.power_at(change / 2, noise, n, ALPHA / looks) < 0.6
+
+
+def test_rounds_needed_grows_with_the_noise_and_respects_the_exact_floor():
+    level_at = lambda n: 0.01 / max(1, (n - 10) // 2 + 1)  # noqa: E731 - the A/B rule's looks
+    quiet, noisy = stats.rounds_needed(0.02, 0.05, level_at), stats.rounds_needed(0.08, 0.05, level_at)
+    assert 8 <= quiet < 20 < noisy
+    assert stats.detectable_change(0.08, noisy, level_at(noisy)) <= 0.05
+    assert stats.detectable_change(0.08, noisy - 1, level_at(noisy - 1)) > 0.05 or noisy > 64
+    assert stats.rounds_needed(0.5, 0.01, level_at, limit=200) is None
+    # below 2 / 2^n <= level nothing can be called, however quiet the rounds
+    assert stats.exact_floor_rounds(0.005) == 9 and stats.signed_rank_p(np.full(9, 0.1) + np.arange(9) * 1e-3) <= 0.005
+    assert stats.detectable_change(0.001, 8, 0.005) == float("inf") and stats.power_at(0.5, 0.001, 8, 0.005) == 0.0
+    with pytest.raises(stats.StatsError, match="change"):
+        stats.rounds_needed(0.05, 0.0, level_at)
+
+
+def test_paired_noise_follows_the_bulk_not_one_disturbed_round():
+    rng = np.random.default_rng(2)
+    d = rng.normal(0, 0.05, 40)
+    assert stats.paired_noise(d) == pytest.approx(0.05, rel=0.3)
+    assert stats.paired_noise(np.append(d, 2.0)) == pytest.approx(stats.paired_noise(d), rel=0.1)
+    assert stats.paired_noise(d[:3]) is None

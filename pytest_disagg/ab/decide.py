@@ -22,6 +22,12 @@ side), so a mean or a pooled median lets one such round decide; a rank gives it 
 test is exact for exchangeable pairs; its price is a floor on p of 2 / 2^rounds, so the first look
 that can call a change is at 10 rounds (0.0020 against a level of 0.01 / 2 looks at the default
 budget of 12); ``same`` can be called at any look. Measured rates: ``benchmarks/ab_power.py``.
+
+Every verdict also carries its *resolution* (``resolution``): the rounds' round-to-round noise, the
+smallest change they would call with 95 % power, and the rounds a 5 % change would need. An
+``undecided`` verdict is otherwise a dead end; with it the user can tell "no difference worth a
+verdict yet" from "this machine cannot see 5 % in any budget I would pay for" (on the 2-core box a
+fresh start lands ~5-8 % off the last one, and a 5 % change takes ~85 rounds).
 """
 from __future__ import annotations
 
@@ -36,6 +42,8 @@ from ..verdicts import IMPROVED, REGRESSED, SAME, UNDECIDED
 ALPHA = 0.01            # family level of one metric's verdict over all its looks
 SAME_BAND = 0.025       # |B/A - 1| below this, with confidence, is "same" (half the 5 % to detect)
 CONFIDENCE = 0.99
+TARGET_CHANGE = 2 * SAME_BAND   # the change the rule is meant to catch (5 %)
+POWER = 0.95
 
 
 def round_order(n_rounds: int) -> list[tuple[str, str]]:
@@ -58,6 +66,9 @@ class Verdict:
     a_median: float | None = None
     b_median: float | None = None
     reason: str = ""
+    noise: float | None = None           # round-to-round SD of log B/A (robust: 1.4826 x MAD)
+    resolves: float | None = None        # smallest change these rounds call with POWER (0.15 = 15 %)
+    rounds_needed: int | None = None     # rounds that would call TARGET_CHANGE with POWER, at this noise
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -95,7 +106,7 @@ def decide(metric: str, direction: str, a_rounds: Sequence[Sequence[float]], b_r
     ratio, lo, hi = stats.hodges_lehmann_ratio(d, confidence)
     p = stats.signed_rank_p(d)
     lvl = level(looks, alpha)
-    base.update(ratio=ratio, lo=lo, hi=hi, p=p, level=lvl)
+    base.update(ratio=ratio, lo=lo, hi=hi, p=p, level=lvl, **resolution(d, lvl, alpha))
     if p <= lvl and (lo > 1.0 or hi < 1.0):
         worse = (lo > 1.0) == (direction == "lower")
         return Verdict(verdict=REGRESSED if worse else IMPROVED,
@@ -104,6 +115,33 @@ def decide(metric: str, direction: str, a_rounds: Sequence[Sequence[float]], b_r
         return Verdict(verdict=SAME, reason=f"interval inside 1 ± {same_band:g}", **base)
     return Verdict(verdict=UNDECIDED, reason=f"p={p:.2g} > {lvl:.2g} or interval reaches 1, "
                                              f"and interval not inside 1 ± {same_band:g}", **base)
+
+
+def resolution_text(v: Mapping) -> str:
+    """Why a verdict is undecided, in terms a user can act on (``v``: a Verdict's or pair's JSON)."""
+    if v.get("noise") is None:
+        return ""
+    can = f"changes >= {v['resolves']:.0%}" if v.get("resolves") is not None else "no change yet"
+    need = (f"about {v['rounds_needed']} rounds (--disagg-ab-max-rounds)" if v.get("rounds_needed")
+            else "more rounds than any budget")
+    return (f"{v['metric']}: B/A moves {v['noise']:.1%} (SD) from round to round, so {v['rounds']} rounds resolve {can} "
+            f"({POWER:.0%} power); {TARGET_CHANGE:.0%} needs {need}")
+
+
+def resolution(d: np.ndarray, lvl: float, alpha: float = ALPHA) -> dict:
+    """What rounds this noisy can tell apart: the round-to-round noise of the log ratios ``d``, the
+    smallest change ``len(d)`` rounds call with ``POWER`` at this look's level, and the rounds a
+    budget would need for ``TARGET_CHANGE`` (its looks as ``options.looks_for`` plans them: more
+    rounds, more looks, a smaller level per look). Empty below 4 rounds."""
+    from .options import MIN_ROUNDS, looks_for
+
+    noise = stats.paired_noise(d)
+    if noise is None:
+        return {}
+    needed = stats.rounds_needed(noise, TARGET_CHANGE, lambda n: level(len(looks_for(n)), alpha), POWER)
+    needed = None if needed is None else max(needed, MIN_ROUNDS)     # the smallest budget allowed
+    resolves = stats.detectable_change(noise, d.size, lvl, POWER)
+    return {"noise": noise, "resolves": None if np.isinf(resolves) else resolves, "rounds_needed": needed}
 
 
 class Sequential:

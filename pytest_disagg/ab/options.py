@@ -37,6 +37,14 @@ OPTIONS = [
 ]
 
 
+def looks_for(max_rounds: int, min_rounds: int = MIN_ROUNDS, step: int = ROUND_STEP) -> tuple[int, ...]:
+    """The looks of a budget of ``max_rounds``: min, min+step, ..., max (just max below min)."""
+    out = list(range(min_rounds, max_rounds + 1, step))
+    if not out or out[-1] != max_rounds:
+        out.append(max_rounds)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class ABOptions:
     python: str | None                   # side B's interpreter; None: this one
@@ -50,10 +58,7 @@ class ABOptions:
 
     def looks(self) -> tuple[int, ...]:
         """Round counts at which the verdicts are computed: min, min+step, ..., max."""
-        out = list(range(self.min_rounds, self.max_rounds + 1, self.step))
-        if out[-1] != self.max_rounds:
-            out.append(self.max_rounds)
-        return tuple(out)
+        return looks_for(self.max_rounds, self.min_rounds, self.step)
 
     def fresh_for(self, device: str) -> bool:
         return self.fresh == "yes" or (self.fresh == "auto" and device != "cpu")

@@ -148,6 +148,7 @@ def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, sess
             "ci": None if v.lo is None else [v.lo, v.hi], "confidence": CONFIDENCE, "tolerance": SAME_BAND,
             "p": v.p, "level": v.level, "a_median": v.a_median, "b_median": v.b_median, "reason": v.reason,
             "verdict": v.verdict, "fresh": fresh, "looks": list(looks),
+            "noise": v.noise, "resolves": v.resolves, "rounds_needed": v.rounds_needed,
             "fingerprint_a": session.fingerprints.get("A", {}), "fingerprint_b": session.fingerprints.get("B", {})}
 
 

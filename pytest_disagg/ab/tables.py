@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import verdicts as words
 
 HEADERS = ["benchmark", "load", "set-up", "metric", "A median", "B median", "B/A", "interval", "p", "rounds",
-           "verdict"]
+           "resolves", "verdict"]
 
 
 def _num(x, fmt: str) -> str:
@@ -18,7 +18,7 @@ def pair_rows(pairs: list[dict]) -> list[list[str]]:
         interval = "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
         rows.append([p["benchmark"], p["load"], p["deployment"], p["metric"], _num(p.get("a_median"), "{:.2f}"),
                      _num(p.get("b_median"), "{:.2f}"), _num(p.get("ratio"), "{:.3f}"), interval,
-                     _num(p.get("p"), "{:.2g}"), str(p.get("rounds")), p["verdict"]])
+                     _num(p.get("p"), "{:.2g}"), str(p.get("rounds")), _num(p.get("resolves"), "{:.0%}"), p["verdict"]])
     return rows
 
 
@@ -35,8 +35,20 @@ def ab_table(setup: dict, pairs: list[dict], tablefmt: str = "simple") -> str:
     from tabulate import tabulate
 
     table = tabulate(pair_rows(pairs), headers=HEADERS, tablefmt=tablefmt)
-    return "\n".join([side_line(setup, "A"), side_line(setup, "B"), table,
+    return "\n".join([side_line(setup, "A"), side_line(setup, "B"), table, *undecided_lines(pairs),
                       f"A/B verdict: {words.worst([p['verdict'] for p in pairs])}"])
+
+
+def undecided_lines(pairs: list[dict]) -> list[str]:
+    """For each undecided metric: how far its rounds can see, and what it would take."""
+    from .decide import resolution_text
+
+    out = []
+    for p in pairs:
+        text = resolution_text(p) if p["verdict"] == words.UNDECIDED else ""
+        if text:
+            out.append(f"{p['deployment']} {p['load']} {text}")
+    return out
 
 
 SIDE_FIELDS = ("python", "interpreter", "vllm", "torch", "nixl", "lmcache", "cuda", "driver", "gpu", "cpu")
@@ -62,9 +74,12 @@ def ab_markdown(setup: dict, pairs: list[dict]) -> str:
     """The report's A/B section: both sides' software side by side, then every verdict."""
     from tabulate import tabulate
 
+    notes = undecided_lines(pairs)
     return (tabulate(sides_rows(setup), headers=["", "side A", "side B"], tablefmt="github") + "\n\n"
             + tabulate(pair_rows(pairs), headers=HEADERS, tablefmt="github") + "\n\n"
+            + "".join(f"- {line}\n" for line in notes) + ("\n" if notes else "")
             + f"Overall: **{words.worst([p['verdict'] for p in pairs])}**. B/A: Hodges-Lehmann estimate of the rounds' "
             f"B/A (each round's median on each side); interval: 99 %, the signed-rank test inverted; p: exact "
-            f"Wilcoxon signed-rank over the rounds' log B/A; "
+            f"Wilcoxon signed-rank over the rounds' log B/A; resolves: the smallest change these rounds call with 95 % "
+            f"power at their round-to-round noise; "
             f"looks at rounds {setup.get('looks')}; fresh deployments per round: {setup.get('fresh')}.")
