@@ -1,8 +1,11 @@
-"""Usage: python collect.py OUT.json STARTS RUNS_PER_START [random] (from the project root).
+"""Usage: python collect.py OUT.json STARTS RUNS_PER_START [random] [pads | thp] (from the project root).
 
-Each start is a pair, one deployment per layout; their order alternates, or with ``random`` is drawn per pair.
+Each start is a pair (or triple), one deployment per layout; their order rotates, or with ``random`` is
+shuffled per start (``offset-2.json`` was drawn by an earlier version with a coin flip per pair).
 
-Per-start offset: does a fixed address-space layout (ASLR off, PYTHONHASHSEED=0) narrow it?"""
+Per-start offset: does a fixed address-space layout (ASLR off, PYTHONHASHSEED=0) narrow it? With ``pads``
+the layouts are all fixed and differ only in the size of one environment variable (the stack's place):
+does that alone move the level?"""
 import json, os, random, sys
 from pathlib import Path
 import numpy as np
@@ -13,18 +16,28 @@ from pytest_disagg.load import run_workload
 
 os.environ["DISAGG_LAYOUT_PYTHON"] = sys.executable   # pywrap.sh runs this interpreter
 out = sys.argv[1]; starts = int(sys.argv[2]); runs = int(sys.argv[3])
-random_order = sys.argv[4:] == ["random"]; rng = random.Random(11)
+random_order = "random" in sys.argv[4:]; rng = random.Random(11)
+wrap = str(Path(__file__).with_name("pywrap.sh"))
 conds = {
     "default": dict(),
-    "fixed": dict(python=str(Path(__file__).with_name("pywrap.sh")), server_env=(("PYTHONHASHSEED", "0"),)),
+    "fixed": dict(python=wrap, server_env=(("PYTHONHASHSEED", "0"),)),
 }
+if "pads" in sys.argv[4:]:
+    conds = {f"pad{n}": dict(python=wrap, server_env=(("PYTHONHASHSEED", "0"), ("LAYOUT_PAD", "x" * n)))
+             for n in (64, 1088, 2112)}
+if "thp" in sys.argv[4:]:     # PyTorch's CPU allocator asks for transparent huge pages (THP is "madvise" here)
+    conds = {"default": dict(), "thp": dict(server_env=(("THP_MEM_ALLOC_ENABLE", "1"),))}
 processes.install_sigterm_handler()
 pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=1)
 rows = []
 try:
     for i in range(starts):
-        first = rng.random() < 0.5 if random_order else i % 2 == 0
-        order = list(conds) if first else list(conds)[::-1]
+        order = list(conds)
+        if random_order:
+            rng.shuffle(order)
+        else:
+            k = i % len(order)
+            order = order[k:] + order[:k]
         for c in order:
             cfg = DeploymentConfig(medium="colocated", model=CPU_MODEL, device="cpu", block_size=32,
                                    prefix_caching=False, variant=f"{c}{i}", **conds[c])
