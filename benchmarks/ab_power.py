@@ -256,30 +256,28 @@ def aa_log_ratios(entry: dict, use_runs: int | None = None) -> np.ndarray:
                            for sides in session_rounds(entry, use_runs).values()] or [np.array([])])
 
 
-def resolution_line(entry: dict, looks: tuple[int, ...], use_runs: int | None = None) -> str:
-    """What the rule can tell apart at this medium's measured noise (A2/A1 per round, all sessions):
-    the smallest change the budget calls with 95 % power, and the rounds 5 % would take — the same
-    figures an undecided verdict prints (``decide.resolution``)."""
-    from pytest_disagg.ab.decide import level, resolution
+def resolution_line(noise: float | None, looks: tuple[int, ...]) -> str:
+    """What the rule can tell apart at this medium's measured A/A noise: the smallest change the
+    budget calls with 95 % power, and the rounds 5 % would take — the figures an undecided verdict
+    prints (``decide.resolution_at``)."""
+    from pytest_disagg.ab.decide import level, resolution_at
 
-    d = aa_log_ratios(entry, use_runs)
-    r = resolution(d[:looks[-1]], level(len(looks)))
-    if not r:
+    if noise is None:
         return "resolution: fewer than 4 complete rounds"
+    r = resolution_at(noise, looks[-1], level(len(looks)))
     can = "no change" if r["resolves"] is None else f"changes >= {r['resolves']:.1%}"
     need = f"~{r['rounds_needed']} rounds" if r["rounds_needed"] else "more rounds than any budget"
-    return (f"resolution: A2/A1 moves {r['noise']:.1%} (robust SD) per round, so {min(d.size, looks[-1])} rounds "
+    return (f"resolution: A2/A1 moves {noise:.1%} (robust SD) per round, so {looks[-1]} rounds "
             f"resolve {can} with 95 % power; 5 % takes {need}")
 
 
-def model_power(entry: dict, looks: tuple[int, ...], use_runs: int | None = None) -> float | None:
+def model_power(noise: float | None, looks: tuple[int, ...]) -> float | None:
     """The rule's power for +5 % at the budget, from the measured A/A noise (``stats.power_at``, the
     approximation checked against simulated verdicts): what the bar line reports where the rounds
     are too few to be resampled into a rate (``can_resample``)."""
     from pytest_disagg import stats
     from pytest_disagg.ab.decide import level
 
-    noise = stats.paired_noise(aa_log_ratios(entry, use_runs))
     return None if noise is None else stats.power_at(SHIFT, noise, looks[-1], level(len(looks)))
 
 
@@ -335,6 +333,7 @@ def statistics(data: dict, *, reps: int, seed: int, max_rounds: int,
                use_runs: int | None = None) -> tuple[float, float]:
     from tabulate import tabulate
 
+    from pytest_disagg import stats
     from pytest_disagg.ab.decide import ALPHA, SAME_BAND
     from pytest_disagg.ab.options import DEFAULT_MAX_ROUNDS, MIN_ROUNDS, ROUND_STEP, ABOptions
 
@@ -360,7 +359,8 @@ def statistics(data: dict, *, reps: int, seed: int, max_rounds: int,
         if short:
             print(f"  note: session(s) {short} have fewer rounds than the budget ({looks[-1]}): rounds drawn with "
                   f"replacement there, which overstates false alarms (duplicated rounds)")
-        print("  " + resolution_line(entry, looks, use_runs))
+        noise = stats.paired_noise(aa_log_ratios(entry, use_runs))     # A2/A1 per round, all sessions
+        print("  " + resolution_line(noise, looks))
         r = rates(entry, looks, reps, seed, use_runs)
         lo, hi = wilson(r["false_alarm"] * reps, reps)
         plo, phi = wilson(r["power"] * reps, reps)
@@ -368,7 +368,7 @@ def statistics(data: dict, *, reps: int, seed: int, max_rounds: int,
               f"[{lo * 100:.1f}, {hi * 100:.1f}]")
         print(f"  A/B verdicts {r['counts']['A/B +5%']}: power {r['power'] * 100:.1f} % [{plo * 100:.1f}, {phi * 100:.1f}]")
         power = r["power"]
-        modelled = model_power(entry, looks, use_runs)
+        modelled = model_power(noise, looks)
         if modelled is not None:
             print(f"  power for +5 % at the measured A/A noise (stats.power_at): {modelled * 100:.1f} %")
         if not can_resample(entry, looks, use_runs):

@@ -426,34 +426,42 @@ def exact_floor_rounds(level: float) -> int:
     return max(1, int(np.ceil(np.log2(2.0 / level) - 1e-12)))
 
 
+def _t_quantile_for(noise: float, rounds: int, level: float):
+    """scipy's Student t and the two-sided ``level``'s quantile on ``rounds`` - 1 df; None below the
+    exact test's floor (nothing can be called there). Shared by ``detectable_change`` and ``power_at``."""
+    from scipy.stats import t as student
+
+    if noise < 0 or rounds < 0:
+        raise StatsError(f"noise and rounds must be >= 0, got {noise} and {rounds}")
+    if rounds < max(2, exact_floor_rounds(level)):
+        return None
+    return student, student.ppf(1.0 - level / 2.0, rounds - 1)
+
+
 def detectable_change(noise: float, rounds: int, level: float, power: float = 0.95) -> float:
     """The smallest relative change (0.05 = 5 %) that ``rounds`` paired rounds with this round-to-round
     ``noise`` (SD of log B/A) call at two-sided ``level`` with probability ``power``: the paired
     t-test's (Student quantiles on n - 1 degrees of freedom, which also cover most of what the exact
     rank test loses to its discreteness at few rounds), scaled by the signed-rank test's efficiency;
     inf below the exact test's floor. Checked against simulated verdicts in tests/test_stats.py."""
-    from scipy.stats import t as student
-
-    if noise < 0 or rounds < 0:
-        raise StatsError(f"noise and rounds must be >= 0, got {noise} and {rounds}")
-    if rounds < max(2, exact_floor_rounds(level)):
+    found = _t_quantile_for(noise, rounds, level)
+    if found is None:
         return float("inf")
-    z = student.ppf(1.0 - level / 2.0, rounds - 1) + student.ppf(power, rounds - 1)
+    student, t_level = found
+    z = t_level + student.ppf(power, rounds - 1)
     return float(np.expm1(z * noise / np.sqrt(rounds * WILCOXON_ARE)))
 
 
 def power_at(change: float, noise: float, rounds: int, level: float) -> float:
     """The probability that ``rounds`` paired rounds with this ``noise`` call a relative ``change`` at
     two-sided ``level``: ``detectable_change`` solved for the power (0 below the exact test's floor)."""
-    from scipy.stats import t as student
-
-    if noise < 0 or rounds < 0:
-        raise StatsError(f"noise and rounds must be >= 0, got {noise} and {rounds}")
-    if rounds < max(2, exact_floor_rounds(level)):
+    found = _t_quantile_for(noise, rounds, level)
+    if found is None:
         return 0.0
     if noise == 0:
         return 1.0 if change > 0 else 0.0
-    margin = np.log1p(change) * np.sqrt(rounds * WILCOXON_ARE) / noise - student.ppf(1.0 - level / 2.0, rounds - 1)
+    student, t_level = found
+    margin = np.log1p(change) * np.sqrt(rounds * WILCOXON_ARE) / noise - t_level
     return float(student.cdf(margin, rounds - 1))
 
 
@@ -461,15 +469,20 @@ def rounds_needed(noise: float, change: float, level_at: Callable[[int], float],
                   limit: int = 100_000) -> int | None:
     """The fewest rounds that call a relative ``change`` with probability ``power``, where
     ``level_at(n)`` is the per-look level of a budget of n rounds (more rounds, more looks, a
-    smaller level); None if not within ``limit``."""
+    smaller level); None if not within ``limit``. Candidates: every count up to 64, then steps of
+    5 %; found by bisection (what the rounds can call only grows with them: each added round gains
+    more than the extra look costs), since every A/B verdict computes it."""
+    import bisect
+
     if change <= 0:
         raise StatsError(f"change must be > 0, got {change}")
-    n = 2
+    candidates, n = [], 2
     while n <= limit:
-        if detectable_change(noise, n, level_at(n), power) <= change:
-            return n
+        candidates.append(n)
         n = n + 1 if n < 64 else int(n * 1.05) + 1
-    return None
+    i = bisect.bisect_left(candidates, True,
+                           key=lambda n: detectable_change(noise, n, level_at(n), power) <= change)
+    return candidates[i] if i < len(candidates) else None
 
 
 # --- crossover of two curves ----------------------------------------------------------------

@@ -133,14 +133,17 @@ def resolution(d: np.ndarray, lvl: float, alpha: float = ALPHA) -> dict:
     smallest change ``len(d)`` rounds call with ``POWER`` at this look's level, and the rounds a
     budget would need for ``TARGET_CHANGE`` (its looks as ``options.looks_for`` plans them: more
     rounds, more looks, a smaller level per look). Empty below 4 rounds."""
+    noise = stats.paired_noise(d)
+    return {} if noise is None else resolution_at(noise, d.size, lvl, alpha)
+
+
+def resolution_at(noise: float, rounds: int, lvl: float, alpha: float = ALPHA) -> dict:
+    """``resolution`` for a known round-to-round ``noise`` and ``rounds`` rounds at level ``lvl``."""
     from .options import MIN_ROUNDS, looks_for
 
-    noise = stats.paired_noise(d)
-    if noise is None:
-        return {}
     needed = stats.rounds_needed(noise, TARGET_CHANGE, lambda n: level(len(looks_for(n)), alpha), POWER)
     needed = None if needed is None else max(needed, MIN_ROUNDS)     # the smallest budget allowed
-    resolves = stats.detectable_change(noise, d.size, lvl, POWER)
+    resolves = stats.detectable_change(noise, rounds, lvl, POWER)
     return {"noise": noise, "resolves": None if np.isinf(resolves) else resolves, "rounds_needed": needed}
 
 

@@ -97,10 +97,8 @@ class Child:
         """False as soon as the command itself is gone (its supervisor may still be cleaning up)."""
         if self.supervisor.poll() is not None:
             return False
-        st = _sup.proc_stat(self.pid)
-        if st is None or (self._starttime is not None and st[3] != self._starttime):
-            return False
-        return not _sup.exit_begun(self.pid)
+        st = _sup.proc_stat(self.pid, exiting_is_gone=True)     # a dying server's sockets close first
+        return st is not None and (self._starttime is None or st[3] == self._starttime)
 
     def wait_status(self) -> int | None:
         """The command's exit status once it is dead, waiting for the supervisor to finish (a few s)."""

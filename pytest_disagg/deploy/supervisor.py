@@ -35,20 +35,30 @@ PR_SET_CHILD_SUBREAPER = 36
 PARENT_GONE_GRACE_S = 3.0
 
 
-def proc_stat(pid: int) -> tuple[int, int, int, int] | None:
-    """(ppid, pgid, sid, starttime in clock ticks) of a live process, None if it is gone or a zombie."""
+PF_EXITING = 0x4     # linux/sched.h: the task has begun do_exit()
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """``/proc/PID/stat``'s fields after the command name (state first), None if the pid is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except OSError:
         return None
-    fields = data[data.rfind(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
+    return data[data.rfind(b")") + 2:].split()
+
+
+def _exiting(fields: list[bytes]) -> bool:
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
+
+
+def proc_stat(pid: int, *, exiting_is_gone: bool = False) -> tuple[int, int, int, int] | None:
+    """(ppid, pgid, sid, starttime in clock ticks) of a live process, None if it is gone or a zombie
+    (or, with ``exiting_is_gone``, already inside the kernel's exit path: see ``exit_begun``)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in (b"Z", b"X") or (exiting_is_gone and _exiting(fields)):
         return None
     return int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])
-
-
-PF_EXITING = 0x4     # linux/sched.h: the task has begun do_exit()
 
 
 def exit_begun(pid: int) -> bool:
@@ -57,17 +67,12 @@ def exit_begun(pid: int) -> bool:
     The last case matters to anyone who learns of a death from its side effects: a killed server's
     sockets close (and a proxy ends the stream it relayed) before the process becomes a zombie, so
     a check that waits for the zombie can run in between and find it "alive"."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return stat_says_exiting(fh.read())
-    except OSError:
-        return True
+    return proc_stat(pid, exiting_is_gone=True) is None
 
 
 def stat_says_exiting(data: bytes) -> bool:
     """``/proc/PID/stat``'s text: zombie or dead state, or the PF_EXITING flag (field 9)."""
-    fields = data[data.rfind(b")") + 2:].split()
-    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
+    return _exiting(data[data.rfind(b")") + 2:].split())
 
 
 def all_stats() -> dict[int, tuple[int, int, int, int]]:
