@@ -38,6 +38,7 @@ class DisaggOptions:
     ray_address: str = "auto"
     ray_resource: str | None = None
     attach: Path | None = None           # a deployment managed elsewhere (attach/)
+    eager: bool | None = None            # --enforce-eager; None: the device's policy (devices.py)
 
     @property
     def default_model(self) -> bool:
@@ -167,6 +168,16 @@ def parse_attach(value: str | None, launcher: str) -> Path | None:
     return path
 
 
+EAGER = {"auto": None, "yes": True, "no": False}
+
+
+def parse_eager(value: str | None) -> bool | None:
+    value = (value or "auto").strip()
+    if value not in EAGER:
+        raise OptionError(f"--disagg-eager={value!r}: allowed values are {', '.join(EAGER)}")
+    return EAGER[value]
+
+
 def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> DisaggOptions:
     """``raw`` maps option names (without the ``--disagg-`` prefix) to strings or None."""
     gpus = parse_gpus(raw.get("gpus"), visible_gpus)
@@ -192,6 +203,7 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
         ray_address=parse_ray_address(raw.get("ray_address"), launcher),
         ray_resource=(raw.get("ray_resource") or None),
         attach=parse_attach(raw.get("attach"), launcher),
+        eager=parse_eager(raw.get("eager")),
     )
 
 

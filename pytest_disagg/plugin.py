@@ -62,6 +62,9 @@ OPTIONS = [
      "prefill and decode on different nodes when the cluster has them)", "local"),
     ("--disagg-ray-address", "disagg_ray_address", "Ray cluster for --disagg-launcher=ray: auto or HOST:PORT", "auto"),
     ("--disagg-ray-resource", "disagg_ray_resource", "a custom Ray resource every server's node must have", None),
+    ("--disagg-eager", "disagg_eager", "auto, yes or no: serve with vLLM's --enforce-eager (auto: the device's "
+     "policy: eager on CPU, CUDA graphs and compilation on GPUs, as production serves); the mode enters the "
+     "fingerprint and the baseline key", "auto"),
     ("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, Dynamo, "
      "a vLLM you started): the suite starts nothing and drives, measures and gates that one", None),
 ]
@@ -293,7 +296,7 @@ def make_config(config, medium: str, **overrides) -> DeploymentConfig:
     """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
     options = config.stash[_OPTIONS_KEY]
     base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus,
-                kv_cache_dtype=options.kv_cache_dtype)
+                kv_cache_dtype=options.kv_cache_dtype, eager=options.eager)
     if options.device == "cpu":
         base.update(block_size=32)  # the CPU attention backend needs multiples of 32
     base.update(overrides)
@@ -449,7 +452,7 @@ def announced_get(pool: DeploymentPool, dc: DeploymentConfig, what: str | None =
     when it has to start one."""
     if pool.is_live(dc):
         return pool.get(dc)
-    with progress.current().starting(what or dc.key()):
+    with progress.current().starting(f"{what or dc.key()}, {dc.serving_mode()}"):   # graphs: start-up time
         return pool.get(dc)
 
 
