@@ -1,7 +1,12 @@
-"""Command-line/ini values → one validated, immutable ``DisaggOptions``.
+"""The options' one table shape, and command-line/ini values → one validated ``DisaggOptions``.
 
-Kept apart from plugin.py so that every rule about what a value may be sits in one place and is
-unit-testable without running pytest; each error names the option and the allowed values.
+Every option of the suite is an ``Option`` row in some package's ``OPTIONS`` table (this module's
+for the core; ``ab/options.py``, and the ``pytest_plugin`` modules of energy/, baseline/, load/,
+export/, deploy/ for theirs), registered by the one call ``add_options``, so each has the same
+flag, ini twin, help and default in ``pytest --help``, in ini files and in README's option table
+(``python -m pytest_disagg.optiondoc`` writes it; a test fails when it differs). Adding an option
+is one row. The value rules sit here too, unit-testable without running pytest; each error names
+the option and the allowed values.
 """
 from __future__ import annotations
 
@@ -18,6 +23,92 @@ PREFIX_CACHING = ("both", "on", "off")
 
 class OptionError(ValueError):
     """A bad option value; the plugin turns it into a pytest usage error."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option and its ini twin: ``default`` is the ini's (the command line's is None, so the
+    ini shows through); ``switch`` options take no value (store_true, a bool ini)."""
+    flag: str
+    ini: str
+    help: str
+    default: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    switch: bool = False
+    group: str = "disagg"
+
+
+GROUPS = {"disagg": "disaggregated serving (pytest-disagg)", "disagg-ab": "A/B in one session (pytest-disagg)"}
+
+
+def add_options(parser, table) -> None:
+    """Each row of ``table`` as a command-line option in its ``--help`` group, with its ini twin."""
+    for row in table:
+        group = parser.getgroup(row.group, GROUPS[row.group])
+        text = f"{row.help} [ini: {row.ini}]".replace("%", "%%")      # argparse %-formats option help
+        if row.switch:
+            group.addoption(row.flag, dest=row.ini, action="store_true", default=None, help=text)
+            parser.addini(row.ini, row.help, type="bool", default=False)
+        else:
+            group.addoption(row.flag, dest=row.ini, default=None, metavar=row.metavar, choices=row.choices,
+                            help=text)
+            parser.addini(row.ini, row.help, default=row.default)
+
+
+def option_value(config, ini: str):
+    """The command line's value of the option whose ini twin is ``ini``, else the ini's."""
+    value = config.getoption(ini)
+    return config.getini(ini) if value is None else value
+
+
+def raw_values(config, table) -> dict:
+    """Option name without ``--disagg-`` -> the command line's value, else the ini's, else None."""
+    return {row.flag[len("--disagg-"):].replace("-", "_"): option_value(config, row.ini) or None for row in table}
+
+
+OPTIONS = (
+    Option("--disagg-gpus", "disagg_gpus", "GPU indices, e.g. 0,1: prefill on the first half, decode on the "
+           "second; one GPU: both share it (memory split); none: CPU", metavar="I,J"),
+    Option("--disagg-device", "disagg_device", "auto, cpu or cuda (auto: cuda when --disagg-gpus is given)", "auto",
+           metavar="{auto,cpu,cuda}"),
+    Option("--disagg-mediums", "disagg_mediums", "comma-separated mediums (default: all; unavailable ones are "
+           "skipped with the reason)", metavar="A,B"),
+    Option("--disagg-model", "disagg_model", "model config: a name under fixtures/models or a path to a "
+           "config.json (served with --load-format dummy; the equality property builds a real tiny checkpoint "
+           "of it)", metavar="NAME|PATH"),
+    Option("--disagg-server-timeout", "disagg_server_timeout", "seconds a vLLM server may take to become healthy",
+           "600", metavar="S"),
+    Option("--disagg-logs", "disagg_logs", "directory where server and proxy logs are kept", metavar="DIR"),
+    Option("--disagg-prefix-caching", "disagg_prefix_caching", "both, on or off: prefix caching of the "
+           "deployments", "both", metavar="{both,on,off}"),
+    Option("--disagg-max-live", "disagg_max_live", "deployments kept running at once (least recently used are "
+           "stopped)", "1", metavar="N"),
+    Option("--disagg-preset", "disagg_preset", "a preset of set-ups and workloads (e.g. paper)",
+           metavar="NAME|PATH"),
+    Option("--disagg-json", "disagg_json", "write every run's results (config, fingerprint, metrics, energy, "
+           "verdicts) here", metavar="PATH"),
+    Option("--disagg-kv-cache-dtype", "disagg_kv_cache_dtype", "vLLM's --kv-cache-dtype for every server "
+           "(auto, float32, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2); sizes the self-check's bytes/token and, "
+           "when not auto, enters the baseline fingerprint's subject", "auto", metavar="DTYPE"),
+    Option("--disagg-equality-models", "disagg_equality_models", "further model configs (names or paths, "
+           "comma-separated, or none) the greedy-equality property runs on, with real checkpoints (default on "
+           "CPU: tiny-qwen3-cpu, on GPU: none)", metavar="A,B"),
+    Option("--disagg-launcher", "disagg_launcher", "where servers run: local (children of pytest) or ray (Ray "
+           "actors, prefill and decode on different nodes when the cluster has them)", "local",
+           metavar="{local,ray}"),
+    Option("--disagg-ray-address", "disagg_ray_address", "Ray cluster for --disagg-launcher=ray: auto or "
+           "HOST:PORT", "auto", metavar="auto|HOST:PORT"),
+    Option("--disagg-ray-resource", "disagg_ray_resource", "a custom Ray resource every server's node must have (e.g. "
+           "the nodes you label for the suite)",
+           metavar="NAME"),
+    Option("--disagg-eager", "disagg_eager", "serve with vLLM's --enforce-eager: auto (the device's policy: eager "
+           "on CPU, CUDA graphs and compilation on GPUs, as production serves), yes or no; the mode enters the "
+           "fingerprint and the baseline key", "auto", choices=("auto", "yes", "no")),
+    Option("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, "
+           "Dynamo, a vLLM you started): the suite starts nothing and drives, measures and gates that one",
+           metavar="FILE"),
+)
 
 
 @dataclass(frozen=True)
@@ -207,4 +298,5 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
     )
 
 
-__all__ = ["DisaggOptions", "OptionError", "available_models", "build_options"]
+__all__ = ["OPTIONS", "DisaggOptions", "Option", "OptionError", "add_options", "available_models", "build_options",
+           "option_value", "raw_values"]

@@ -17,7 +17,7 @@ from .deploy import DeploymentConfig, DeploymentError, DeploymentPool
 from .deploy import processes
 from .mediums import InstallInfo, MediumRegistry, detect_install
 from .mediums.base import count_cuda_devices
-from .options import DisaggOptions, OptionError, build_options
+from .options import OPTIONS, DisaggOptions, OptionError, add_options, build_options, raw_values
 from .presets import Preset, PresetError, load_preset
 from .results import SessionResults
 
@@ -41,34 +41,6 @@ MARKERS = {
     "ray": "runs servers through --disagg-launcher=ray on a loopback Ray cluster (needs ray)",
 }
 
-# (option, ini key, help, default)
-OPTIONS = [
-    ("--disagg-gpus", "disagg_gpus", "GPU indices, e.g. 0,1: prefill on the first half, decode on the second; "
-     "one GPU: both share it (memory split); none: CPU", None),
-    ("--disagg-device", "disagg_device", "auto, cpu or cuda (auto: cuda when --disagg-gpus is given)", "auto"),
-    ("--disagg-mediums", "disagg_mediums", "comma-separated mediums (default: all; unavailable ones are skipped with the reason)", None),
-    ("--disagg-model", "disagg_model", "model config: a name under fixtures/models or a path to a config.json", None),
-    ("--disagg-server-timeout", "disagg_server_timeout", "seconds a vLLM server may take to become healthy", "600"),
-    ("--disagg-logs", "disagg_logs", "directory where server and proxy logs are kept", None),
-    ("--disagg-prefix-caching", "disagg_prefix_caching", "both, on or off: prefix caching of the deployments", "both"),
-    ("--disagg-max-live", "disagg_max_live", "deployments kept running at once (least recently used are stopped)", "1"),
-    ("--disagg-preset", "disagg_preset", "a preset of set-ups and workloads (e.g. paper)", None),
-    ("--disagg-json", "disagg_json", "write every run's results (config, fingerprint, metrics, energy, verdicts) here", None),
-    ("--disagg-kv-cache-dtype", "disagg_kv_cache_dtype", "vLLM's --kv-cache-dtype for every server "
-     "(auto, float32, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2)", "auto"),
-    ("--disagg-equality-models", "disagg_equality_models", "further model configs (names or paths, comma-separated, "
-     "or none) the greedy-equality property runs on, with real checkpoints (default on CPU: tiny-qwen3-cpu)", None),
-    ("--disagg-launcher", "disagg_launcher", "where servers run: local (children of pytest) or ray (Ray actors, "
-     "prefill and decode on different nodes when the cluster has them)", "local"),
-    ("--disagg-ray-address", "disagg_ray_address", "Ray cluster for --disagg-launcher=ray: auto or HOST:PORT", "auto"),
-    ("--disagg-ray-resource", "disagg_ray_resource", "a custom Ray resource every server's node must have", None),
-    ("--disagg-eager", "disagg_eager", "auto, yes or no: serve with vLLM's --enforce-eager (auto: the device's "
-     "policy: eager on CPU, CUDA graphs and compilation on GPUs, as production serves); the mode enters the "
-     "fingerprint and the baseline key", "auto"),
-    ("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, Dynamo, "
-     "a vLLM you started): the suite starts nothing and drives, measures and gates that one", None),
-]
-
 _OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
 _POOL_KEY = pytest.StashKey[DeploymentPool]()
 _REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
@@ -83,28 +55,12 @@ def pytest_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(hookspec)
 
 
-def add_option_table(parser, group, table) -> None:
-    """Each (flag, ini, help, default) of ``table`` as a command-line option with its ini twin."""
-    for flag, ini, help_text, default in table:
-        group.addoption(flag, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
-        parser.addini(ini, help=help_text, default=default)
-
-
-def raw_option_values(config, table) -> dict:
-    """Option name without ``--disagg-`` -> the command line's value, else the ini's, else None."""
-    raw = {}
-    for flag, ini, _, _ in table:
-        value = config.getoption(ini)
-        raw[flag[len("--disagg-"):].replace("-", "_")] = value if value is not None else (config.getini(ini) or None)
-    return raw
-
-
 def pytest_addoption(parser):
-    add_option_table(parser, parser.getgroup("disagg", "disaggregated serving (pytest-disagg)"), OPTIONS)
+    add_options(parser, OPTIONS)
 
 
 def _raw_options(config) -> dict:
-    return raw_option_values(config, OPTIONS)
+    return raw_values(config, OPTIONS)
 
 
 def pytest_configure(config):

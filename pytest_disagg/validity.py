@@ -15,8 +15,8 @@ machine instead, and each has a named reason:
   requests far above the first ones) — so the figures depend on how long the run was, not on the
   deployment alone.
 
-Thresholds were calibrated on real runs of this suite on the 2-core CPU box (README, "Valid
-measurements"); they are named constants so a user can see them and the tests can probe them.
+Thresholds were calibrated on real runs of this suite on the 2-core CPU box
+(docs/measurements/2026-12-02-validity-first-run.md); they are named constants so a user can see them and the tests can probe them.
 :func:`assess` returns ``{"valid": bool, "invalid_reasons": [...], "figures": {...}}``; the
 figures are the raw quantities the rules looked at, kept in the results JSON so that a threshold
 can be re-judged later from the data.

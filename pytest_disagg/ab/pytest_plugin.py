@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..options import OptionError
+from ..options import OptionError, add_options, raw_values
 from .options import OPTIONS, build_ab_options
 from .probe import probe_interpreter, side_fingerprint
 from .runner import ABSession
@@ -14,15 +14,11 @@ _AB_KEY = pytest.StashKey["ABSession | None"]()
 
 
 def pytest_addoption(parser):
-    from ..plugin import add_option_table
-
-    add_option_table(parser, parser.getgroup("disagg-ab", "A/B in one session (pytest-disagg)"), OPTIONS)
+    add_options(parser, OPTIONS)
 
 
 def raw_ab_options(config) -> dict:
-    from ..plugin import raw_option_values
-
-    return raw_option_values(config, OPTIONS)
+    return raw_values(config, OPTIONS)
 
 
 def pytest_configure(config):

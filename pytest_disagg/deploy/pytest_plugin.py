@@ -11,17 +11,17 @@ from __future__ import annotations
 import pytest
 
 from . import leftovers
+from ..options import Option, add_options, option_value
 
-CLEANUP = ("--disagg-cleanup-stale", "disagg_cleanup_stale",
-           "end the processes and remove the temporary directories a killed earlier pytest-disagg session left")
+OPTIONS = (
+    Option("--disagg-cleanup-stale", "disagg_cleanup_stale", "end the processes and remove the temporary "
+           "directories a killed earlier pytest-disagg session left (they are always reported at start)", switch=True),
+)
 _REPORT_KEY = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    flag, ini, help_text = CLEANUP
-    parser.getgroup("disagg").addoption(flag, dest=ini, action="store_true", default=None,
-                                        help=f"{help_text} [ini: {ini}]")
-    parser.addini(ini, help_text, type="bool", default=False)
+    add_options(parser, OPTIONS)
 
 
 def _lock_files(config) -> list:
@@ -38,8 +38,7 @@ def _lock_files(config) -> list:
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):       # xdist workers: the controller looks once
         return
-    cleanup = config.getoption("disagg_cleanup_stale")
-    cleanup = config.getini("disagg_cleanup_stale") if cleanup is None else cleanup
+    cleanup = option_value(config, "disagg_cleanup_stale")
     stale = leftovers.find(lock_files=_lock_files(config))
     lines: list[str] = []
     quiet = [s for s in stale if s.empty() and not s.bad_state]
