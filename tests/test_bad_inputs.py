@@ -12,7 +12,7 @@ from pytest_disagg.baseline import settings
 from pytest_disagg.cli import main
 from pytest_disagg.mediums import MediumRegistry
 from pytest_disagg.options import OptionError, build_options
-from tests.test_cli_baselines import OLD, save, tree  # noqa: F401  (tree is a fixture)
+from test_cli_baselines import OLD, save, tree  # noqa: F401  (tree is a fixture)
 
 pytest_plugins = ["pytester"]
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "example-report" / "results.json"
@@ -70,8 +70,9 @@ def test_strings_elsewhere_in_a_run_are_named_too(tmp_path, where):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
     expected = f"{field[0]}.{field[1]}" + ("[3]" if where == "samples" else "")
-    with pytest.raises(ValueError, match=f"{path}: runs\\[0\\] .*: {expected.replace('[', '.').replace(']', '.')} is 'slow'"):
+    with pytest.raises(ValueError) as info:
         load_results(path)
+    assert str(info.value).startswith(f"{path}: runs[0] (") and f": {expected} is 'slow', not a number" in str(info.value)
 
 
 def test_baselines_history_on_a_directory_is_one_line(capsys, tmp_path):

@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from pytest_disagg.cli import main
-from tests.test_export import EXAMPLE, small_doc, write
+from test_export import EXAMPLE, small_doc, write
 
 ROUNDS = 3
 
