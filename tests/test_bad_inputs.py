@@ -112,6 +112,18 @@ def test_a_word_in_a_baseline_statistic_makes_the_file_unreadable_with_the_field
     assert digest(path) == before
 
 
+def test_history_names_the_baseline_files_it_cannot_read(capsys, tree):  # noqa: F811
+    store, old, _ = tree
+    path = store.path(old, "t::tpot[nixl-cpu-pc0]")
+    path.write_text("{")
+    before = digest(path)
+    assert main(["baselines", "history", "tpot_ms", "--dir", str(store.root)]) == 1
+    out, err = capsys.readouterr()
+    assert "t::tpot[colocated-pc0]" in out                       # the readable ones are still shown
+    assert err.strip().splitlines() == [next(line for line in err.splitlines() if str(path) in line)]
+    assert f"left out {path}: not valid JSON" in err and digest(path) == before
+
+
 # --- options ---------------------------------------------------------------------------------
 
 def test_disagg_json_naming_a_directory_is_an_option_error(tmp_path):

@@ -121,7 +121,9 @@ def cmd_history(args) -> int:
         else:
             print(f"\nno change point (E-Divisive means, Apache Otava, p < {args.cp_pvalue:g}; a series "
                   "needs 4 points or more)")
-    return EXIT_OK
+    for error in result.unreadable:
+        print(f"pytest-disagg baselines: left out {error}", file=sys.stderr)
+    return EXIT_BAD_FILE if result.unreadable else EXIT_OK
 
 
 def cmd_refresh(args) -> int:

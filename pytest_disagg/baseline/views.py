@@ -186,6 +186,7 @@ class History:
     rows: list[list[Any]]
     points: list[dict]           # the same, as dicts (for plots)
     change_points: list[dict] = field(default_factory=list)   # per benchmark series, when asked for
+    unreadable: list[str] = field(default_factory=list)       # matching baseline files left out: why
 
 
 def _results_points(documents: Sequence[tuple[str, Mapping]], metric: str, stat: str,
@@ -237,10 +238,12 @@ def history(store: BaselineStore | None, metric: str, pattern: str | None = None
     (:func:`stats.change_points`, Apache Otava's E-Divisive means)."""
     if stat not in STATS:
         raise ValueError(f"stat {stat!r}: choose one of {', '.join(STATS)}")
-    points = []
+    points, unreadable = [], []
     sources = ([store.entries()] + ([store.entries(candidates=True)] if candidates else [])) if store else []
     for entries in sources:
         for e in entries:
+            if e.error and _matches(e, pattern):
+                unreadable.append(e.error)
             if not e.doc or not _matches(e, pattern) or metric not in e.doc["metrics"]:
                 continue
             m = e.doc["metrics"][metric]
@@ -277,7 +280,7 @@ def history(store: BaselineStore | None, metric: str, pattern: str | None = None
         rows.append(row + [show_value(p["machine"].get(f)) for f in changing])
     headers = (["created", "fingerprint", "benchmark", f"{metric} {stat}", "95 % CI", "vs previous"]
                + (["change point"] if change_points else []) + changing)
-    return History(metric, stat, changing, headers, rows, points, found)
+    return History(metric, stat, changing, headers, rows, points, found, unreadable)
 
 
 def _series_change_points(points: list[dict], max_pvalue: float) -> list[dict]:
