@@ -247,6 +247,17 @@ def parse_ray_address(value: str | None, launcher: str) -> str:
     return value
 
 
+def parse_output_file(value: str | None, option: str) -> Path | None:
+    """A file the session writes at its end, checked at its start: a directory there would
+    otherwise fail only after every benchmark had run."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise OptionError(f"{option}={value!r}: is a directory; give a file name")
+    return path
+
+
 def parse_attach(value: str | None, launcher: str) -> Path | None:
     if not value:
         return None
@@ -276,7 +287,6 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
     if device == "cuda" and not gpus:
         gpus = (0,)
     logs = raw.get("logs")
-    json_path = raw.get("json")
     return DisaggOptions(
         gpus=gpus,
         device=device,
@@ -287,7 +297,7 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
         prefix_caching=parse_prefix_caching(raw.get("prefix_caching")),
         max_live=parse_positive(raw.get("max_live") or 1, "--disagg-max-live", int),
         preset=(raw.get("preset") or None),
-        json_path=Path(json_path) if json_path else None,
+        json_path=parse_output_file(raw.get("json"), "--disagg-json"),
         kv_cache_dtype=parse_kv_cache_dtype(raw.get("kv_cache_dtype")),
         equality_models=parse_equality_models(raw.get("equality_models"), device),
         launcher=(launcher := parse_launcher(raw.get("launcher"))),

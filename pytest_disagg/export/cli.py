@@ -20,9 +20,18 @@ from . import FORMATS, ExportError, benchjson, read, series
 EXIT_OK, EXIT_CANNOT_WRITE, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file (0644 under the usual umask 022): a temp file from
+    ``mkstemp`` is 0600, and an export renamed from it would be unreadable to anyone else."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.fchmod(fd, new_file_mode())
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=1, allow_nan=False)
         fh.write("\n")
@@ -53,9 +62,11 @@ def cmd_export(args) -> int:
         notes = [n for f in files for n in f.skipped]
         what = f"{series.write_csv(files, out)} rows"
     else:
-        tests, notes = series.write_otava(files, out)
-        notes = [n for f in files for n in f.skipped] + notes
+        tests, said = series.write_otava(files, out)
+        notes = [n for f in files for n in f.skipped]
         what = f"{len(tests)} Otava tests (config {out / series.OTAVA_CONFIG})"
+        for sentence in said:
+            print(f"pytest-disagg export: {sentence}", file=sys.stderr)
     for note in notes:
         print(f"pytest-disagg export: left out {note}", file=sys.stderr)
     print(f"{args.format}: {what} written to {out}")
