@@ -333,7 +333,9 @@ def energy_by_component(runs: Sequence[RunView], ctx: Context, benchmark: str) -
         ax.grid(True, axis="y", alpha=0.3)
     for row in axes:
         row[0].set_ylabel("energy per token (J/token)")
-    handles = [Patch(color=COMPONENT_COLOURS.get(c, "#999999"), label=c) for c in stacked]
+    measured = {c for _, comps in rows for c, v in comps.items() if _finite(v.get("j_per_token")) and v["j_per_token"] > 0}
+    handles = [Patch(color=COMPONENT_COLOURS.get(c, "#999999"), label=c if c in measured else f"{c}: n/a (not measured)")
+               for c in stacked]
     handles += [Line2D([], [], linestyle="none", marker="_", markersize=16, markeredgewidth=2.5, color="black",
                        label=f"{c} (contains the others; not stacked)") for c in containers if c in drawn_containers]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
