@@ -92,6 +92,10 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path) -> None:
+    """Write the PNG once every title and legend fits the canvas (``fit``)."""
+    from .fit import fit
+
+    fit(fig)
     fig.savefig(path, dpi=DPI, facecolor="white")
 
 
