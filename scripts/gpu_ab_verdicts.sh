@@ -36,20 +36,24 @@ job() {
   cd "$work/repo" || exit 1
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv > "$work/gpu.csv"
-  echo "ab_power start $(date -u +%T)" >> "$work/status.txt"
-  python3 benchmarks/ab_power.py --device cuda --gpus 0 --mediums colocated --rounds "${ROUNDS:-26}" \
+  steps=${STEPS:-power,eager,aa}          # a subset, e.g. STEPS=eager, where device time is short
+  [[ $steps == *power* ]] && echo "ab_power start $(date -u +%T)" >> "$work/status.txt" && python3 benchmarks/ab_power.py --device cuda --gpus 0 --mediums colocated --rounds "${ROUNDS:-26}" \
     --deadline-s "${DEADLINE_S:-720}" --collect-to "$work/ab-power-samples.json" --reps 500 2>&1 \
-    | grep -v " INFO \|WARNING\|DEBUG" > "$work/ab_power.log"
-  echo "ab_power exit ${PIPESTATUS[0]} $(date -u +%T)" >> "$work/status.txt"
+    | grep --line-buffered -v " INFO \|WARNING\|DEBUG" > "$work/ab_power.log" \
+    && echo "ab_power done $(date -u +%T)" >> "$work/status.txt"
   common=(-p pytest_disagg.plugin tests/benchmarks/test_ab_latency.py -m latency --disagg-gpus=0
           --disagg-mediums=colocated --disagg-prefix-caching=off --disagg-model=llama-3.2-3b-shape
-          --disagg-ab-fresh=no --disagg-baseline=off -p no:cacheprovider -rs)
-  python3 -m pytest "${common[@]}" --disagg-ab=same --disagg-ab-server-args='--enforce-eager' \
-    --disagg-json="$work/ab-eager.json" > "$work/ab-eager.log" 2>&1
-  echo "ab eager-vs-graphs exit $? $(date -u +%T)" >> "$work/status.txt"
-  python3 -m pytest "${common[@]}" --disagg-ab=same --disagg-ab-env=AB_SIDE=B \
-    --disagg-json="$work/ab-aa.json" > "$work/ab-aa.log" 2>&1
-  echo "ab A/A exit $? $(date -u +%T)" >> "$work/status.txt"
+          --disagg-ab-fresh=no --disagg-ab-max-rounds=${AB_ROUNDS:-12} --disagg-baseline=off -p no:cacheprovider -rs)
+  if [[ $steps == *eager* ]]; then
+    python3 -m pytest "${common[@]}" --disagg-ab=same --disagg-ab-server-args='--enforce-eager' \
+      --disagg-json="$work/ab-eager.json" > "$work/ab-eager.log" 2>&1
+    echo "ab eager-vs-graphs exit $? $(date -u +%T)" >> "$work/status.txt"
+  fi
+  if [[ $steps == *aa* ]]; then
+    python3 -m pytest "${common[@]}" --disagg-ab=same --disagg-ab-env=AB_SIDE=B \
+      --disagg-json="$work/ab-aa.json" > "$work/ab-aa.log" 2>&1
+    echo "ab A/A exit $? $(date -u +%T)" >> "$work/status.txt"
+  fi
   nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv >> "$work/gpu.csv"
   echo "done $(date -u +%T)" >> "$work/status.txt"
 }

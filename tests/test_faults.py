@@ -88,6 +88,9 @@ def test_a_token_delay_is_a_medium_of_its_own_with_its_proxy_flag():
     args = both.proxy_args(None)
     assert args[args.index("--extra-token-delay-ms") + 1] == "0.4" and "--extra-delay-ms" in args
     assert faults.delayed(registry.get("colocated"), token_delay_ms=0.4).name == "colocated+tpot0.4ms"
+    stream = faults.delayed(registry.get("colocated"), stream_delay_ms=37, token_delay_ms=0.3)
+    assert stream.name == "colocated+stream37ms+tpot0.3ms"
+    assert stream.proxy_args(None) == ["--extra-stream-delay-ms", "37.0", "--extra-token-delay-ms", "0.3"]
 
 
 def test_a_delayed_or_faulty_medium_has_a_subject_hash_of_its_own():

@@ -195,11 +195,12 @@ async def _chunks(*parts: bytes, error: Exception | None = None):
         raise error
 
 
-def _paced(parts, delay_s, clock, error=None) -> list[bytes]:
+def _paced(parts, delay_s, clock, error=None, first_s=0.0) -> list[bytes]:
     from pytest_disagg.deploy.proxy import paced_events
 
     async def collect():
-        return [e async for e in paced_events(_chunks(*parts, error=error), delay_s, clock=clock, sleep=clock.sleep)]
+        return [e async for e in paced_events(_chunks(*parts, error=error), delay_s, first_s=first_s, clock=clock,
+                                              sleep=clock.sleep)]
     return asyncio.run(collect())
 
 
@@ -209,6 +210,12 @@ def test_token_pacing_lengthens_each_gap_between_events_by_the_delay():
     events = _paced([b"data: 0\n\ndata: ", b"1\n\ndata: 2\n\n", b"data: [DONE]\n\n"], 0.004, clock)
     assert events == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"]
     assert clock.sleeps == [0.004, 0.004, 0.004]          # event k leaves k * 4 ms after arrival
+
+
+def test_a_stream_delay_holds_every_event_back_by_the_same_amount():
+    clock = _FakeClock()
+    events = _paced([b"data: 0\n\ndata: 1\n\n"], 0.0, clock, first_s=0.037)
+    assert events == [b"data: 0\n\n", b"data: 1\n\n"] and clock.sleeps == [0.037]   # the second is due already
 
 
 def test_token_pacing_passes_an_upstream_error_on():
