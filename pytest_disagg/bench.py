@@ -29,9 +29,9 @@ def subject_config(deployment) -> dict:
             cfg.pop(key)
     cfg["medium_definition"] = deployment.medium.describe()
     cfg["dtype"] = deployment.dtype
-    mode = deployment.config.serving_mode()
-    if mode != "eager":              # every baseline before CUDA graphs was eager and keeps its hash
-        cfg["serving_mode"] = mode
+    mode = getattr(deployment.config, "serving_mode", None)     # None: attached, served as its owner serves it
+    if mode is not None and mode() != "eager":      # every baseline before CUDA graphs was eager: hashes kept
+        cfg["serving_mode"] = mode()
     return cfg
 
 
