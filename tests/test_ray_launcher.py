@@ -89,7 +89,8 @@ def test_ray_nodes_are_on_loopback(loopback_cluster):
     assert all(is_loopback(ip) for _, _, ip, _ in bound), bound
 
 
-@pytest.mark.parametrize("medium_name", ["nixl-cpu", "disk"])
+# Disk's storage hand-off through Ray repeats the local disk deployment's path: `tox -e full` only.
+@pytest.mark.parametrize("medium_name", ["nixl-cpu", pytest.param("disk", marks=pytest.mark.repeats)])
 def test_prefill_and_decode_on_different_ray_nodes(loopback_cluster, tmp_path, medium_name):
     """NIXL's side channel and the disk medium's shared directory both cross the two Ray nodes
     (one host here: the directory is on the filesystem both nodes see, as on a cluster's shared

@@ -34,6 +34,9 @@ def installed_vllm() -> str:
     pytest.skip("vLLM is not installed")
 
 
+# test_ab_real checks the same on a real run (every run's fingerprint names the installed vLLM):
+# this one's own colocated start (~3 min on a busy 2-core box) is `tox -e full`'s.
+@pytest.mark.repeats
 @pytest.mark.disagg
 def test_results_json_of_a_real_run_names_the_vllm_version(pytester, tmp_path):
     version = installed_vllm()
