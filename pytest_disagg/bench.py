@@ -84,6 +84,9 @@ class Bench:
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra,
                                      fingerprint=run_fingerprint(self.request.config, deployment, workload))
+        # The name the gate judges the run under ("load-sweep[r0]"): a load label that does not move
+        # when a re-probe moves the rate; trend series are named by it (export/gab.py).
+        entry["gate_name"] = name or f"{benchmark}[{load}]"
         validity = assess(run)
         entry.update(validity.to_json(), warmup=spec.warmup, client=run.client_figures(),
                      validity="yes" if validity.valid else "no: " + ", ".join(validity.reasons))

@@ -21,7 +21,7 @@ from pytest_disagg.load import WorkloadSpec, fixed, poisson
 @pytest.mark.disagg(mediums=["colocated"], prefix_caching=[False])
 def test_one_run(disagg_deployment, disagg_bench):
     spec = WorkloadSpec(arrival=poisson(4.0), num_requests=4, prompt=fixed(24), output=fixed(3), warmup=1, seed=1)
-    disagg_bench.run(disagg_deployment, spec, benchmark="fingerprint", load="rate=4/s")
+    disagg_bench.run(disagg_deployment, spec, benchmark="fingerprint", load="rate=4/s", name="fingerprint[r0]")
 '''
 
 
@@ -58,3 +58,4 @@ def test_results_json_of_a_real_run_names_the_vllm_version(pytester, tmp_path):
     assert subject["model"] and subject["medium"] and subject["workload"]      # what was measured, hashed
     assert run["warmup"] == 1 and run["valid"] is True
     assert run["gate"] == "not compared" and run["verdicts"][0]["status"] == "candidate"   # first run: no baseline
+    assert run["gate_name"] == "fingerprint[r0]"      # the rung the gate judged: trend series are named by it

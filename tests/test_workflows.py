@@ -52,20 +52,31 @@ def test_nightly_gpu_publishes_the_report_and_the_trend_series():
               and "report-" in str(s["with"]["path"])]
     assert report and report[0].get("if") == "always()"
     trends = [s for s in job["steps"] if s.get("uses", "").startswith("benchmark-action/github-action-benchmark@")]
-    assert {s["with"]["output-file-path"].rsplit("/", 1)[-1] for s in trends} == {"latency-benchmark.json",
-                                                                                  "energy-benchmark.json"}
+    tools = {"smaller": "customSmallerIsBetter", "bigger": "customBiggerIsBetter"}
+    assert {s["with"]["output-file-path"].rsplit("/", 1)[-1] for s in trends} == {
+        f"{kind}-{side}.json" for kind in ("latency", "energy") for side in tools}
     for step in trends:
         w = step["with"]
-        assert w["tool"] == "pytest" and w["comment-on-alert"] is True
+        name = w["output-file-path"].rsplit("/", 1)[-1]
+        kind, side = name[:-len(".json")].split("-")
+        # each metric in its own unit, the median the gate judges, in the direction the file holds
+        assert w["tool"] == tools[side] and w["comment-on-alert"] is True
         assert w["alert-threshold"].endswith("%") and float(w["alert-threshold"][:-1]) > 100
         assert w["github-token"] == "${{ secrets.GITHUB_TOKEN }}"
-        name = w["output-file-path"].rsplit("/", 1)[-1]
-        # the file the action reads is the one the pytest run writes, and the step runs after a failed gate too
-        assert f'--disagg-benchmark-json="$DISAGG_OUT/{name}"' in runs
+        # the file the action reads is the one the export writes from that pytest run's results,
+        # and the step runs after a failed gate too
+        assert (f'pytest-disagg export "$DISAGG_OUT/{kind}.json" --format gab-{side} -o "$DISAGG_OUT/{name}"'
+                in runs)
+        assert f'--disagg-json="$DISAGG_OUT/{kind}.json"' in runs
         assert step["if"].startswith("always()") and name in step["if"]
         assert len({s["with"]["name"] for s in trends}) == len(trends)
+    # pytest-benchmark JSON stays for its users
+    assert all(f'--disagg-benchmark-json="$DISAGG_OUT/{kind}-benchmark.json"' in runs for kind in ("latency", "energy"))
     steps = [s.get("name") for s in job["steps"]]
-    assert all(steps.index(s["name"]) > steps.index("Latency load sweep") for s in trends)
+    export = next(s for s in job["steps"] if "--format gab-smaller" in s.get("run", ""))
+    assert export["if"] == "always()"
+    assert steps.index("Latency load sweep") < steps.index(export["name"])
+    assert all(steps.index(s["name"]) > steps.index(export["name"]) for s in trends)
 
 
 def test_nightly_gpu_runs_the_ab_against_the_previous_vllm_with_graphs():

@@ -5,6 +5,8 @@
   Bencher), how units and higher-is-better figures are written is explained there;
 - ``benchstats``: that format's ``stats`` block from samples (pytest-benchmark's own ``Stats``) or, flagged, from
   a summary;
+- ``gab``: github-action-benchmark's custom JSON (``customSmallerIsBetter`` / ``customBiggerIsBetter``):
+  medians in each metric's own unit, series named by load labels that a re-probe does not move;
 - ``series``: a metric's history across results files as a tidy CSV and as Apache Otava's input;
 - ``cli``: ``pytest-disagg export``; ``pytest_plugin``: ``--disagg-benchmark-json`` during a run.
 """
@@ -12,7 +14,7 @@ from .adapter import ExportError, Figure, ResultsFile, from_document, read
 from .benchjson import document as pytest_benchmark_document
 from .series import write_csv, write_otava
 
-FORMATS = ("pytest-benchmark", "otava", "csv")
+FORMATS = ("pytest-benchmark", "otava", "csv", "gab-smaller", "gab-bigger")
 
 __all__ = ["ExportError", "FORMATS", "Figure", "ResultsFile", "from_document", "pytest_benchmark_document", "read",
            "write_csv", "write_otava"]

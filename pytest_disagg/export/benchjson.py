@@ -53,12 +53,16 @@ def reciprocal_unit(unit: str) -> str:
     return f"1/{unit}"
 
 
+def short_name(fig: Figure) -> str:
+    """The test's function and parameters, with the deployment when the id does not name it."""
+    short = fig.test.rsplit("::", 1)[-1]
+    return f"{short}[{fig.deployment}]" if fig.deployment and fig.deployment not in short else short
+
+
 def entry_names(fig: Figure) -> tuple[str, str]:
     """(name, fullname) of the figure's entry, before de-duplication."""
     shown = transform(fig.metric)[0]
-    short = fig.test.rsplit("::", 1)[-1]
-    if fig.deployment and fig.deployment not in short:
-        short = f"{short}[{fig.deployment}]"
+    short = short_name(fig)
     prefix = fig.test if fig.test.endswith(short) else f"{fig.test}::{short}"
     tail = "".join(f"::{p}" for p in (fig.load or fig.benchmark, fig.side, shown) if p)
     return short + tail, prefix + tail
@@ -144,4 +148,4 @@ def names(doc: dict) -> Iterable[str]:
     return (b["name"] for b in doc["benchmarks"])
 
 
-__all__ = ["FORMAT_VERSION", "document", "entry_names", "figure_stats", "names", "reciprocal_unit", "transform"]
+__all__ = ["FORMAT_VERSION", "document", "entry_names", "figure_stats", "names", "reciprocal_unit", "short_name", "transform"]
