@@ -89,7 +89,8 @@ class SamplesFileError(ValueError):
 def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "cpu", gpus: tuple[int, ...] = (),
             first_session: int = 0, fresh: bool = False, model: str | None = None, runs_per_round: int = 1) -> dict:
     from pytest_disagg.baseline.fingerprint import machine_info
-    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
+    from pytest_disagg.children import processes
+    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool
     from pytest_disagg.ab.workload import CPU_MODEL, ab_spec
     from pytest_disagg.load import WorkloadSpec, run_workload
     from pytest_disagg.mediums import MediumRegistry

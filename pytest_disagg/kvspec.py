@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .deploy import processes
+from .children import processes
 
 KV_CACHE_DTYPES = ("auto", "float32", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
 PROBE_TIMEOUT_S = 900.0     # importing vLLM took over 2 minutes on the shared CI box under load

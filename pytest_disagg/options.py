@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .deploy.launchers import LAUNCHERS
+from .kvspec import validate_kv_cache_dtype
 from .mediums import MediumRegistry
 from .models import ModelConfigError, available_models, resolve_model
 
@@ -115,8 +116,6 @@ def parse_prefix_caching(value: str | None) -> tuple[bool, ...]:
 
 
 def parse_kv_cache_dtype(value: str | None) -> str:
-    from .kvspec import validate_kv_cache_dtype
-
     try:
         return validate_kv_cache_dtype(value)
     except ValueError as exc:
@@ -195,4 +194,20 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
     )
 
 
-__all__ = ["DisaggOptions", "OptionError", "available_models", "build_options"]
+def add_option_table(parser, group, table) -> None:
+    """Each (flag, ini, help, default) of ``table`` as a command-line option with its ini twin."""
+    for flag, ini, help_text, default in table:
+        group.addoption(flag, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
+        parser.addini(ini, help=help_text, default=default)
+
+
+def raw_option_values(config, table) -> dict:
+    """Option name without ``--disagg-`` -> the command line's value, else the ini's, else None."""
+    raw = {}
+    for flag, ini, _, _ in table:
+        value = config.getoption(ini)
+        raw[flag[len("--disagg-"):].replace("-", "_")] = value if value is not None else (config.getini(ini) or None)
+    return raw
+
+
+__all__ = ["DisaggOptions", "OptionError", "add_option_table", "available_models", "build_options", "raw_option_values"]

@@ -12,23 +12,27 @@ import sys
 
 import pytest
 
-from . import hookspec, progress
+from . import hookspec, progress, wiring  # wiring before the areas' plugins are imported (see wiring.py)
+from .ab.pytest_plugin import ab_session
+from .ab.runner import ABBench
+from .attach import AttachError, attach, load_attach
+from .attach.dcgm import meter_for
+from .bench import Bench, optional_energy_meter, run_fingerprint
+from .children import processes
 from .deploy import DeploymentConfig, DeploymentError, DeploymentPool
-from .deploy import processes
+from .deploy.pytest_plugin import announced_get, pool_of, remote_energy
+from .energy import nvmllib
+from .energy.nodes import node_fingerprint
+from .energy.pytest_plugin import energy_gpus
 from .mediums import InstallInfo, MediumRegistry, detect_install
 from .mediums.base import count_cuda_devices
-from .options import DisaggOptions, OptionError, build_options
+from .options import DisaggOptions, OptionError, add_option_table, build_options, raw_option_values
 from .presets import Preset, PresetError, load_preset
 from .results import SessionResults
+from .session import (ATTACH_KEY, ATTACHED_KEY, INSTALL_KEY, OPTIONS_KEY, PRESET_KEY, REGISTRY_KEY,
+                      REMOTE_METER_KEY, RESULTS_KEY, existing_pool, options_of, preset_of, registry_of, results_of)
 
-pytest_plugins = [
-    "pytest_disagg.energy.pytest_plugin",
-    "pytest_disagg.baseline.pytest_plugin",
-    "pytest_disagg.load.pytest_plugin",
-    "pytest_disagg.export.pytest_plugin",
-    "pytest_disagg.ab.pytest_plugin",
-    "pytest_disagg.deploy.pytest_plugin",
-]
+pytest_plugins = list(wiring.AREA_PLUGINS)
 
 MARKERS = {
     "disagg": "runs real prefill/decode deployments; disagg(mediums=[...], prefix_caching=[...]) narrows them",
@@ -66,34 +70,8 @@ OPTIONS = [
      "a vLLM you started): the suite starts nothing and drives, measures and gates that one", None),
 ]
 
-_OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
-_POOL_KEY = pytest.StashKey[DeploymentPool]()
-_REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
-_INSTALL_KEY = pytest.StashKey[InstallInfo]()
-_RESULTS_KEY = pytest.StashKey[SessionResults]()
-_PRESET_KEY = pytest.StashKey["Preset | None"]()
-_ATTACH_KEY = pytest.StashKey[object]()          # the attach file's AttachConfig
-_ATTACHED_KEY = pytest.StashKey[object]()        # its AttachedDeployment, once checked
-
-
 def pytest_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(hookspec)
-
-
-def add_option_table(parser, group, table) -> None:
-    """Each (flag, ini, help, default) of ``table`` as a command-line option with its ini twin."""
-    for flag, ini, help_text, default in table:
-        group.addoption(flag, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
-        parser.addini(ini, help=help_text, default=default)
-
-
-def raw_option_values(config, table) -> dict:
-    """Option name without ``--disagg-`` -> the command line's value, else the ini's, else None."""
-    raw = {}
-    for flag, ini, _, _ in table:
-        value = config.getoption(ini)
-        raw[flag[len("--disagg-"):].replace("-", "_")] = value if value is not None else (config.getini(ini) or None)
-    return raw
 
 
 def pytest_addoption(parser):
@@ -122,22 +100,28 @@ def pytest_configure(config):
         except PresetError as exc:
             raise pytest.UsageError(f"--disagg-preset={options.preset!r}: {exc}") from None
     if options.attach is not None:
-        from .attach import AttachError, load_attach
-
         try:
-            config.stash[_ATTACH_KEY] = load_attach(options.attach)
+            config.stash[ATTACH_KEY] = load_attach(options.attach)
         except AttachError as exc:
             raise pytest.UsageError(f"--disagg-attach: {exc}") from None
-    config.stash[_REGISTRY_KEY] = registry
-    config.stash[_OPTIONS_KEY] = options
-    config.stash[_PRESET_KEY] = preset
-    config.stash[_RESULTS_KEY] = SessionResults(options={
+    config.stash[REGISTRY_KEY] = registry
+    config.stash[OPTIONS_KEY] = options
+    config.stash[PRESET_KEY] = preset
+    config.stash[RESULTS_KEY] = SessionResults(options={
         "device": options.device, "gpus": list(options.gpus), "model": options.model,
         "kv_cache_dtype": options.kv_cache_dtype,
         "mediums": list(options.mediums) if options.mediums else None,
         "preset": preset.describe() if preset else None,
     })
+    config.stash[REMOTE_METER_KEY] = _remote_meter
     processes.install_sigterm_handler()
+
+
+def _remote_meter(config):
+    """The meter for GPUs this process does not read itself: an attached deployment's DCGM-exporter,
+    or the Ray nodes' samplers; None: local NVML."""
+    dcgm = meter_for(config)
+    return dcgm if dcgm is not None else remote_energy(config)
 
 
 def pytest_sessionstart(session):
@@ -147,7 +131,7 @@ def pytest_sessionstart(session):
 
 def pytest_unconfigure(config):
     progress.install(None)
-    pool = config.stash.get(_POOL_KEY, None)
+    pool = existing_pool(config)
     if pool is not None:
         pool.close()
     processes.terminate_all()
@@ -156,9 +140,9 @@ def pytest_unconfigure(config):
 
 def pytest_sessionfinish(session):
     config = session.config
-    pool = config.stash.get(_POOL_KEY, None)
-    results = config.stash.get(_RESULTS_KEY, None)
-    options = config.stash.get(_OPTIONS_KEY, None)
+    pool = existing_pool(config)
+    results = config.stash.get(RESULTS_KEY, None)
+    options = config.stash.get(OPTIONS_KEY, None)
     try:   # write first: a Ctrl-C or SIGTERM while the servers stop must not lose the results
         if results is not None and options is not None and options.json_path is not None and results.runs:
             if pool is not None:
@@ -166,8 +150,6 @@ def pytest_sessionfinish(session):
                 if pool.deaths:
                     results.derived.setdefault("deployment_deaths", pool.deaths)
             if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
-                from .bench import run_fingerprint
-
                 results.fingerprint = run_fingerprint(config)
             document = results.to_json()
             config.hook.pytest_disagg_update_json(config=config, results=document)
@@ -200,61 +182,29 @@ def pytest_runtest_setup(item):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    results = config.stash.get(_RESULTS_KEY, None)
+    results = config.stash.get(RESULTS_KEY, None)
     if results is None or not results.runs:
         return
     for title, table in results.summary_tables():
         terminalreporter.write_sep("-", f"disagg: {title}")
         terminalreporter.write_line(table)
-    options = config.stash[_OPTIONS_KEY]
+    options = options_of(config)
     if options.json_path is not None:
         terminalreporter.write_line(f"disagg: results written to {options.json_path}")
 
 
-def disagg_options_of(config) -> DisaggOptions:
-    return config.stash[_OPTIONS_KEY]
-
-
 def install_info(config) -> InstallInfo:
-    if _INSTALL_KEY not in config.stash:
-        config.stash[_INSTALL_KEY] = detect_install(list(config.stash[_REGISTRY_KEY]))
-    return config.stash[_INSTALL_KEY]
-
-
-def existing_pool(config) -> DeploymentPool | None:
-    """The session's pool if a deployment was asked for, else None (nothing is created)."""
-    return config.stash.get(_POOL_KEY, None)
-
-
-def pool_of(config) -> DeploymentPool:
-    if _POOL_KEY not in config.stash:
-        options = config.stash[_OPTIONS_KEY]
-        config.stash[_POOL_KEY] = DeploymentPool(
-            config.stash[_REGISTRY_KEY], logs_dir=options.logs_dir, server_timeout_s=options.server_timeout_s,
-            max_live=options.max_live, cache_dir=session_cache_dir(config), launcher=launcher_of(options),
-        )
-    return config.stash[_POOL_KEY]
-
-
-def session_cache_dir(config):
-    """Checkpoints and vLLM's KV sizing for this session: under pytest's session temp dir."""
-    factory = getattr(config, "_tmp_path_factory", None)
-    return factory.getbasetemp() / "disagg-cache" if factory is not None else None
-def launcher_of(options: DisaggOptions):
-    from .deploy.launchers import make_launcher
-
-    if options.launcher == "ray":
-        return make_launcher("ray", address=options.ray_address, resource=options.ray_resource,
-                             num_gpus_per_server=1.0 if options.device == "cuda" else 0.0)
-    return make_launcher(options.launcher)
+    if INSTALL_KEY not in config.stash:
+        config.stash[INSTALL_KEY] = detect_install(list(registry_of(config)))
+    return config.stash[INSTALL_KEY]
 
 
 def pytest_disagg_update_fingerprint(config, fingerprint):
     """The launcher joins the machine fields when it is not the default (local keeps old hashes)."""
-    options = config.stash.get(_OPTIONS_KEY, None)
+    options = config.stash.get(OPTIONS_KEY, None)
     if options is not None and options.launcher != "local":
         fingerprint["launcher"] = options.launcher
-        pool = config.stash.get(_POOL_KEY, None)
+        pool = existing_pool(config)
         if options.launcher == "ray" and options.device == "cuda":
             pool = pool_of(config)
             pool.launcher.connect()     # the nodes' GPUs are fingerprinted whenever this runs first
@@ -265,9 +215,7 @@ def pytest_disagg_update_fingerprint(config, fingerprint):
 
 def _add_node_gpus(config, fingerprint) -> None:
     """Per Ray GPU node, its GPU models and driver, as its energy sampler reads them (NVML, read-only)."""
-    from .deploy.launchers.ray_energy import gpu_nodes
-    from .energy.nodes import node_fingerprint
-    from .energy.pytest_plugin import remote_energy
+    from .deploy.launchers.ray_energy import gpu_nodes   # optional dependency: ray (the ray extra)
 
     nodes = gpu_nodes()
     if nodes:
@@ -276,14 +224,12 @@ def _add_node_gpus(config, fingerprint) -> None:
 
 def attached_deployment(config):
     """The attached deployment, its URLs checked once per session (a test fails when they do not answer)."""
-    from .attach import AttachError, attach
-
-    if _ATTACHED_KEY not in config.stash:
+    if ATTACHED_KEY not in config.stash:
         try:
-            config.stash[_ATTACHED_KEY] = attach(config.stash[_ATTACH_KEY])
+            config.stash[ATTACHED_KEY] = attach(config.stash[ATTACH_KEY])
         except AttachError as exc:
-            config.stash[_ATTACHED_KEY] = exc
-    found = config.stash[_ATTACHED_KEY]
+            config.stash[ATTACHED_KEY] = exc
+    found = config.stash[ATTACHED_KEY]
     if isinstance(found, Exception):
         pytest.fail(str(found), pytrace=False)
     return found
@@ -291,7 +237,7 @@ def attached_deployment(config):
 
 def make_config(config, medium: str, **overrides) -> DeploymentConfig:
     """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
-    options = config.stash[_OPTIONS_KEY]
+    options = options_of(config)
     base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus,
                 kv_cache_dtype=options.kv_cache_dtype)
     if options.device == "cpu":
@@ -305,24 +251,24 @@ def make_config(config, medium: str, **overrides) -> DeploymentConfig:
 
 
 def selected_mediums(config) -> list[str]:
-    options = config.stash[_OPTIONS_KEY]
-    registry = config.stash[_REGISTRY_KEY]
+    options = options_of(config)
+    registry = registry_of(config)
     return list(options.mediums) if options.mediums else registry.names()
 
 
 def unavailable_reason(config, medium_name: str) -> str | None:
-    options = config.stash[_OPTIONS_KEY]
-    medium = config.stash[_REGISTRY_KEY].get(medium_name)
+    options = options_of(config)
+    medium = registry_of(config).get(medium_name)
     missing = install_info(config).missing_for(medium, options.device)
     return f"medium {medium_name} unavailable: " + "; ".join(missing) if missing else None
 
 
 def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
     """The deployments a session runs: a preset's configurations, or mediums × prefix caching."""
-    options = config.stash[_OPTIONS_KEY]
-    preset = config.stash[_PRESET_KEY]
+    options = options_of(config)
+    preset = preset_of(config)
     params = []
-    attached = config.stash.get(_ATTACH_KEY, None)
+    attached = config.stash.get(ATTACH_KEY, None)
     if attached is not None:          # a deployment managed elsewhere: that one, and only it
         return [pytest.param(attached, id=attached.key())]
     if preset is not None:
@@ -363,12 +309,9 @@ def pytest_generate_tests(metafunc):
 
 def _no_energy_reason(config) -> str | None:
     """Why GPU energy cannot be metered here (decided once, at collection), or None."""
-    from .energy import nvmllib
-    from .energy.pytest_plugin import energy_gpus
-
     if energy_gpus(config) is not None:
         return None
-    options = config.stash[_OPTIONS_KEY]
+    options = options_of(config)
     if options.launcher == "ray" and options.device == "cuda":
         return None                 # read on the servers' nodes (energy/nodes.py), not here
     try:
@@ -381,7 +324,7 @@ def _no_energy_reason(config) -> str | None:
 def pytest_collection_modifyitems(config, items):
     """Skips decided here, before any fixture: a test that would skip in its body must not start a
     deployment first (fixtures set up in order, the deployment usually first)."""
-    options = config.stash[_OPTIONS_KEY]
+    options = options_of(config)
     no_gpu = pytest.mark.skip(reason="needs a GPU: none selected (use --disagg-gpus=0[,1])")
     no_preset = pytest.mark.skip(reason="belongs to a preset: run with --disagg-preset=paper (or paper-quick)")
     energy_reason: list = []
@@ -391,7 +334,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.disagg)
         if item.get_closest_marker("gpu") is not None and options.device != "cuda":
             item.add_marker(no_gpu)
-        if item.get_closest_marker("preset") is not None and config.stash[_PRESET_KEY] is None:
+        if item.get_closest_marker("preset") is not None and preset_of(config) is None:
             item.add_marker(no_preset)
         if "disagg_energy_meter" in names:
             if not energy_reason:
@@ -403,31 +346,30 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def disagg_options(pytestconfig) -> DisaggOptions:
     """The validated options of this session."""
-    return pytestconfig.stash[_OPTIONS_KEY]
+    return options_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def disagg_results(pytestconfig) -> SessionResults:
     """The session's results collector: ``disagg_results.add_run(benchmark=..., deployment=..., run=...)``."""
-    return pytestconfig.stash[_RESULTS_KEY]
-
-
-def results_of(config) -> SessionResults:
-    return config.stash[_RESULTS_KEY]
+    return results_of(pytestconfig)
 
 
 @pytest.fixture
 def disagg_bench(request, disagg_results, disagg_baseline):
-    """Run a workload on a deployment, record it in the results JSON and gate it against baselines."""
-    from .bench import Bench, optional_energy_meter
-
-    return Bench(request, disagg_results, disagg_baseline, optional_energy_meter(request))
+    """Run a workload on a deployment, record it in the results JSON and gate it against baselines
+    (under ``--disagg-ab``: rounds on both sides, ``ab.runner.ABBench``)."""
+    meter = optional_energy_meter(request)
+    ab = ab_session(request.config)
+    if ab is not None:
+        return ABBench(request, disagg_results, disagg_baseline, meter, session=ab, pool=pool_of(request.config))
+    return Bench(request, disagg_results, disagg_baseline, meter)
 
 
 @pytest.fixture(scope="session")
 def disagg_preset(pytestconfig) -> Preset | None:
     """The preset selected with --disagg-preset, or None."""
-    return pytestconfig.stash[_PRESET_KEY]
+    return preset_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -444,20 +386,11 @@ def disagg_config(pytestconfig):
     return build
 
 
-def announced_get(pool: DeploymentPool, dc: DeploymentConfig, what: str | None = None):
-    """``pool.get(dc)``, with the progress lines of a start-up ("starting X", "X ready in N s")
-    when it has to start one."""
-    if pool.is_live(dc):
-        return pool.get(dc)
-    with progress.current().starting(what or dc.key()):
-        return pool.get(dc)
-
-
 @pytest.fixture(scope="session")
 def disagg_get_deployment(pytestconfig):
     """Get a running deployment for a config, or skip the test with the reason it cannot run here."""
     def get(dc: DeploymentConfig):
-        if dc is pytestconfig.stash.get(_ATTACH_KEY, None):
+        if dc is pytestconfig.stash.get(ATTACH_KEY, None):
             return attached_deployment(pytestconfig)
         reason = unavailable_reason(pytestconfig, dc.medium)
         if reason:

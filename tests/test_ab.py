@@ -221,7 +221,7 @@ def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no", runs
         factor = slow_b if dep.config.python else 1.0
         return FakeRun(list(rng.normal(100 * factor, 2, 30)))
 
-    monkeypatch.setattr("pytest_disagg.measure.measured_run", fake_measured_run)
+    monkeypatch.setattr(ab_runner, "measured_run", fake_measured_run)
     session = ab_runner.ABSession(ABOptions("/opt/b/python", (), (), max_rounds, fresh, runs_per_round=runs_per_round),
                                   None,
                                   fingerprints={"A": {"vllm": "a"}, "B": {"vllm": "b"}})

@@ -48,7 +48,7 @@ from pytest_disagg.deploy.selfcheck import run_selfcheck
 from pytest_disagg.load import ClientOptions, RequestSpec, RunResult, all_at_once, build_requests, concurrency, run_workload
 from pytest_disagg.mediums import MediumRegistry
 from pytest_disagg.models import resolve_model
-from pytest_disagg.plugin import disagg_options_of
+from pytest_disagg.session import options_of
 from pytest_disagg.testing.faults import faulty_config
 
 pytestmark = pytest.mark.disagg
@@ -426,7 +426,7 @@ EQUALITY_MEDIUMS = ("nixl-cpu", "nixl-gpu", "disk")
 
 def pytest_generate_tests(metafunc):
     if "equality_model" in metafunc.fixturenames:
-        models = disagg_options_of(metafunc.config).equality_models
+        models = options_of(metafunc.config).equality_models
         metafunc.parametrize("equality_model", list(models) or [None], ids=[resolve_model(m).name for m in models]
                              or ["none"], scope="session")
 

@@ -1,10 +1,12 @@
 """pytest wiring of ``--disagg-ab*``: options (with ini twins), the side-B probe, the JSON section
-and the terminal table. ``bench.Bench.run`` asks ``ab_session(config)`` whether to run rounds."""
+and the terminal table. The plugin's ``disagg_bench`` asks ``ab_session(config)`` whether to hand
+tests a ``runner.ABBench``, whose ``run`` runs rounds."""
 from __future__ import annotations
 
 import pytest
 
-from ..options import OptionError
+from ..baseline.pytest_plugin import machine_fingerprint
+from ..options import OptionError, add_option_table, raw_option_values
 from .options import OPTIONS, build_ab_options
 from .probe import probe_interpreter, side_fingerprint
 from .runner import ABSession
@@ -14,14 +16,10 @@ _AB_KEY = pytest.StashKey["ABSession | None"]()
 
 
 def pytest_addoption(parser):
-    from ..plugin import add_option_table
-
     add_option_table(parser, parser.getgroup("disagg-ab", "A/B in one session (pytest-disagg)"), OPTIONS)
 
 
 def raw_ab_options(config) -> dict:
-    from ..plugin import raw_option_values
-
     return raw_option_values(config, OPTIONS)
 
 
@@ -37,8 +35,6 @@ def pytest_configure(config):
 def ab_session(config) -> ABSession | None:
     session = config.stash.get(_AB_KEY, None)
     if session is not None and not session.fingerprints:
-        from ..baseline.pytest_plugin import machine_fingerprint
-
         machine = machine_fingerprint(config)
         session.fingerprints = {"A": side_fingerprint(machine, None), "B": side_fingerprint(machine, session.probe)}
     return session

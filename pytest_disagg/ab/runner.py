@@ -18,9 +18,15 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
+
 from .. import verdicts as words
+from ..baseline import fingerprint
+from ..bench import Bench, subject_config
+from ..deploy.pytest_plugin import announced_get
+from ..measure import measured_run
 from ..metrics import METRICS
-from .decide import Sequential, round_order
+from .decide import CONFIDENCE, SAME_BAND, Sequential, round_order
 from .options import ABOptions
 
 # Per-request metrics decided from each round's median, and run-level figures (one per round).
@@ -83,12 +89,24 @@ def round_seed(seed: int, k: int, rep: int) -> int:
     return seed * 1000 + k + 1000 * rep
 
 
+class ABBench(Bench):
+    """``disagg_bench`` under ``--disagg-ab``: ``run`` runs rounds on A and B (:func:`run_ab`) and
+    returns side A's last round's (run, entry), not gated; the rest is :class:`~pytest_disagg.bench.Bench`'s."""
+
+    def __init__(self, request, results, baseline, meter, *, session: ABSession, pool):
+        super().__init__(request, results, baseline, meter)
+        self.session = session
+        self.pool = pool
+
+    def run(self, deployment, spec, *, benchmark: str, load: str, name: str | None = None,
+            extra: dict | None = None, gate: bool = True):
+        return run_ab(self, deployment, spec, session=self.session, pool=self.pool, benchmark=benchmark,
+                      load=load, name=name or f"{benchmark}[{load}]", extra=extra)
+
+
 def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str, load: str,
            name: str, extra: dict | None = None):
     """Rounds of ``spec`` on A (``deployment``'s config) and B; returns side A's last (run, entry)."""
-    from ..measure import measured_run
-    from ..plugin import announced_get
-
     cfg = {"A": deployment.config, "B": session.side_b(deployment.config)}
     fresh = session.options.fresh_for(deployment.config.device)
     runs_per_round = session.options.runs_per_round
@@ -130,8 +148,6 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
     session.pairs += pairs
     worst = words.worst([p["verdict"] for p in pairs])
     if worst == words.REGRESSED:
-        import pytest
-
         bad = ", ".join(f"{m} B/A {v.ratio:.3f} [{v.lo:.3f}, {v.hi:.3f}]" for m, v in seq.verdicts.items()
                         if v.verdict == words.REGRESSED)
         pytest.fail(f"A/B {name} on {keys.get('A')}: B regressed after {seq.rounds} rounds: {bad}", pytrace=False)
@@ -140,8 +156,6 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
 
 def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, session) -> dict:
     """One metric's A/B comparison in the results JSON's ``ab`` list (shape: ``results.py``)."""
-    from .decide import CONFIDENCE, SAME_BAND
-
     return {"benchmark": benchmark, "name": name, "test": test, "load": load, "deployment": keys.get("A"),
             "deployment_b": keys.get("B"), "metric": v.metric, "direction": v.direction, "rounds": v.rounds,
             "a_runs": runs["A"], "b_runs": runs["B"], "ratio": v.ratio,
@@ -155,12 +169,8 @@ def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, sess
 def run_fingerprint(machine: dict, deployment, spec) -> dict:
     """A run's full fingerprint (``Fingerprint.to_json()``) with its side's machine fields: side B's
     runs name side B's vLLM / torch / NIXL / LMCache."""
-    from ..baseline import fingerprint
-
     model = getattr(deployment, "model", None)
     if model is None:                      # a deployment without a model config: the machine alone
         return fingerprint.Fingerprint(machine).to_json()
-    from ..bench import subject_config
-
     return fingerprint.collect(model=model.config_sha256, medium=subject_config(deployment),
                                workload=spec.to_json(), machine=machine).to_json()

@@ -24,7 +24,8 @@ from typing import Mapping
 
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
-from . import handoffs, processes
+from .. import handoffs
+from ..children import processes
 from .launchers import Launcher, LocalLauncher
 from .server import ServerHandle, ServerSpec, VllmServer, _healthy, free_port
 from .services import start_service
@@ -183,10 +184,10 @@ def assign_cpu_cores(n_roles: int, n_cores: int | None = None) -> list[str]:
 
 
 def confine_servers(handles, cores: list[str | None]) -> list[dict]:
-    """Move threads vLLM pinned outside a server's cores back onto them (see deploy/affinity.py:
+    """Move threads vLLM pinned outside a server's cores back onto them (see children/affinity.py:
     NIXL's CPU worker pins its main thread to the machine's last core, i.e. onto the other
     server's compute core on a 2-core box). Returns what was moved, per role."""
-    from . import affinity
+    from ..children import affinity
 
     moved = []
     for handle, spec in zip(handles, cores):

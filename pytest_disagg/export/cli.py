@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..baseline.document import git_commit
 from . import FORMATS, ExportError, benchjson, read, series
 
 EXIT_OK, EXIT_CANNOT_WRITE, EXIT_BAD_INPUT = 0, 1, 2
@@ -39,7 +40,6 @@ def cmd_export(args) -> int:
     if args.format == "pytest-benchmark":
         commit, source = files[0].commit, "results"
         if commit is None:
-            from ..baseline.document import git_commit
             commit, source = git_commit(Path(args.files[0]).resolve().parent), "checkout of the results file"
         doc, notes = benchjson.document(files[0], with_data=args.with_data, commit=commit, commit_source=source)
         write_json_atomic(out, doc)

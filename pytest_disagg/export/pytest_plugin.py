@@ -13,6 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from ..baseline.document import git_commit
+from ..session import results_of
+from . import ExportError, from_document
+from .benchjson import document as benchmark_document   # not pytest_*: pluggy would take it for a hook
+from .cli import write_json_atomic
+
 OPTION = ("--disagg-benchmark-json", "disagg_benchmark_json",
           "also write the session's results as pytest-benchmark JSON here (pytest-benchmark compare, "
           "github-action-benchmark)")
@@ -41,8 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_disagg_update_json(config, results: dict) -> None:
-    from ..baseline.document import git_commit
-
     if results.get("git_commit") is None:
         results["git_commit"] = git_commit(config.rootpath)
     config.stash[_DOCUMENT_KEY] = results
@@ -56,8 +60,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     document = config.stash.get(_DOCUMENT_KEY, None)
     if document is None:
-        from ..plugin import results_of
-
         results = results_of(config)
         if not results.runs:
             reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -70,12 +72,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def write(document: dict, path: Path, config: pytest.Config) -> None:
-    from . import ExportError, from_document, pytest_benchmark_document
-    from .cli import write_json_atomic
-
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
-        doc, skipped = pytest_benchmark_document(from_document(document, "<this session>"),
+        doc, skipped = benchmark_document(from_document(document, "<this session>"),
                                                  commit=document.get("git_commit"), commit_source="checkout")
     except ExportError as exc:
         if reporter is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def main() -> int:
-    from pytest_disagg.deploy import processes
+    from pytest_disagg.children import processes
 
     out = sys.stdout
     first = sys.stdin.readline()

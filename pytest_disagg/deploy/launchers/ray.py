@@ -25,7 +25,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from .. import processes
+from ...children import processes
 
 # Environment the server needs from pytest's side; everything else comes from the node itself.
 PASS_PREFIXES = ("VLLM_", "UCX_", "NIXL_", "LMCACHE_", "HF_", "TRANSFORMERS_", "OMP_", "PYTHON")

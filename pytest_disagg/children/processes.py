@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from . import supervisor as _sup
+from .affinity import process_tree
 from .logs import error_lines, log_tail
 
 SUPERVISOR = str(Path(_sup.__file__).resolve())
@@ -363,8 +364,6 @@ def signal_pids(pids, sig: int) -> None:
 def signal_trees(children, sig: int) -> list[int]:
     """Send ``sig`` to every live child's command and all its descendants (not its supervisor, which
     must stay awake to end the tree); returns the pids signalled, the command's own first."""
-    from .affinity import process_tree
-
     pids = [p for c in children if c.alive() for p in process_tree(c.pid)]
     signal_pids(pids, sig)
     return pids
