@@ -22,7 +22,6 @@ from pytest_disagg.deploy.proxy import DisaggProxy, build
 from pytest_disagg.deploy.server import ServerHandle, free_port
 from pytest_disagg.mediums import MediumContext, MediumRegistry
 from pytest_disagg import lmcache_wire as wire
-from pytest_disagg.mediums import lmcache as lm
 
 
 class ProxyNotif(msgspec.Struct, tag=True):
@@ -279,9 +278,9 @@ def _handle(role: str, port: int) -> ServerHandle:
 
 def test_pool_gives_servers_and_proxy_the_same_ports(tmp_path):
     medium = MediumRegistry().get("lmcache-nixl")
-    assert medium.ports == lm.PD_PORT_NAMES
+    assert medium.ports == wire.PD_PORT_NAMES
     ports = deployment_ports(medium)
-    assert set(ports) == {"prefill", "decode", *lm.PD_PORT_NAMES} and len(set(ports.values())) == len(ports)
+    assert set(ports) == {"prefill", "decode", *wire.PD_PORT_NAMES} and len(set(ports.values())) == len(ports)
     ctx = MediumContext(workdir=tmp_path, device="cuda", side_channel_port=ports["prefill"], peer_ports=ports)
     expected = wire.PdPorts.from_context(ctx)                       # what both servers' LMCache files say
     cmd = proxy_command(medium, DeploymentConfig(medium="lmcache-nixl", device="cuda"),
