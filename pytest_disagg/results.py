@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from tabulate import tabulate
+
 from . import verdicts as words
 
 SCHEMA_VERSION = 2
@@ -198,8 +200,6 @@ class SessionResults:
 
     def summary_tables(self) -> list[tuple[str, str]]:
         """One compact table per benchmark: (title, text)."""
-        from tabulate import tabulate
-
         by_bench: dict[str, list[dict]] = {}
         for run in self.runs:
             by_bench.setdefault(run["benchmark"], []).append(run)

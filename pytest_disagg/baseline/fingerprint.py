@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -52,7 +52,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "__fspath__"):
         return str(value)
     if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
         return asdict(value)
     raise TypeError(f"cannot fingerprint a value of type {type(value).__name__}: {value!r}")
 

@@ -23,9 +23,11 @@ from typing import Any, Mapping
 
 import pytest
 
+from .. import verdicts as words
 from . import checker, fingerprint, settings as settings_mod
 from .checker import CheckResult
 from .document import git_commit
+from .gate import Verdict, format_table
 from ..metrics import default_tolerances
 from .store import BaselineError, BaselineStore
 
@@ -212,9 +214,6 @@ class BaselineSummary:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.seen:
             return
-        from .. import verdicts as words
-        from .gate import Verdict, format_table
-
         tr = terminalreporter
         tr.section("disagg baselines")
         settings = self.config.stash[SETTINGS_KEY]

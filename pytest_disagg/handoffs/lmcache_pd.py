@@ -63,7 +63,7 @@ class PdNotifications:
         return spec
 
     async def start(self) -> None:
-        import zmq  # only this hand-off needs pyzmq (a vLLM dependency)
+        import zmq  # optional dependency: only this hand-off needs pyzmq (a vLLM dependency)
         import zmq.asyncio
 
         self._ctx = zmq.asyncio.Context()

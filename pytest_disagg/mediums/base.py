@@ -166,7 +166,7 @@ def probe_vllm(python: str = sys.executable, timeout: float = 900.0) -> tuple[st
 def count_cuda_devices() -> int:
     """GPUs NVML can see (0 without a driver or without nvidia-ml-py)."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml  # type: ignore[import-not-found]  # optional dependency: nvidia-ml-py
     except ImportError:
         return 0
     try:

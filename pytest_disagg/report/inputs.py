@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..baseline.document import BaselineError, validate
 from ..results import READABLE_SCHEMAS, SCHEMA_VERSION, load_results, upgrade
 
 KIND_RESULTS = "results"
@@ -93,8 +94,6 @@ def check_document(data: Any, source: str) -> Document:
     """Tell a results file from a baseline file and check it."""
     _need(isinstance(data, dict), source, f"expected a JSON object, found {type(data).__name__}")
     if "runs" not in data and "metrics" in data and "benchmark" in data:
-        from ..baseline.document import BaselineError, validate
-
         try:
             return Document(source, KIND_BASELINE, validate(data, source))
         except BaselineError as exc:

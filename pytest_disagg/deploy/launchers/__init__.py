@@ -35,7 +35,7 @@ class Launcher(Protocol):
 
 
 def _ray(**options) -> Launcher:
-    from .ray import RayLauncher     # imports ray only when asked for
+    from .ray import RayLauncher     # optional dependency: ray (imported only when asked for)
 
     return RayLauncher(**options)
 
