@@ -283,9 +283,11 @@ def test_runner_with_runs_per_round_pools_a_rounds_runs_on_one_start_per_side(mo
 def test_results_json_gets_the_pairs_and_both_sides(monkeypatch):
     from pytest_disagg.ab import pytest_plugin
 
-    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    _, session, results, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    assert results.ab == session.pairs and session.pairs        # through SessionResults.add_ab_pair
     config = SimpleNamespace(stash={pytest_plugin._AB_KEY: session})
-    document = {"options": {"device": "cpu"}, "runs": []}
+    document = results.to_json()
+    document["options"] = {"device": "cpu"}
     pytest_plugin.pytest_disagg_update_json(config, document)
     assert document["ab"] == session.pairs and document["options"]["device"] == "cpu"
     setup = document["options"]["ab"]

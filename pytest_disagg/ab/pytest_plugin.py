@@ -42,9 +42,10 @@ def ab_session(config) -> ABSession | None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_disagg_update_json(config, results):
+    """The A/B set-up (both sides' interpreters and fingerprints, the looks) beside the options; the
+    pairs themselves are in the ``ab`` section already (``SessionResults.add_ab_pair``)."""
     session = config.stash.get(_AB_KEY, None)
     if session is not None and session.pairs:
-        results["ab"] = list(session.pairs)
         results.setdefault("options", {})["ab"] = session.setup_json()
 
 

@@ -9,7 +9,8 @@ averages the host's moment, not the start-to-start offset, which fresh rounds tu
 measured in README); at each planned look every metric is
 decided and, while one is undecided, rounds are added up to ``--disagg-ab-max-rounds``. Every run
 lands in the results JSON tagged with its side and round; the pair and its verdicts go to the
-session's ``ABSession.pairs`` (the JSON's ``ab`` section). A ``regressed`` verdict fails the test.
+results JSON's ``ab`` section through ``SessionResults.add_ab_pair`` (checked like every section)
+and to ``ABSession.pairs`` (the terminal table). A ``regressed`` verdict fails the test.
 """
 from __future__ import annotations
 
@@ -143,8 +144,9 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
             break
     sides_of = {"A": [i for i in indices if results.runs[i].get("side") == "A"],
                 "B": [i for i in indices if results.runs[i].get("side") == "B"]}
-    pairs = [pair_entry(v, benchmark=benchmark, name=name, test=bench.request.node.nodeid, load=load, keys=keys,
-                        runs=sides_of, fresh=fresh, looks=seq.looks, session=session) for v in seq.verdicts.values()]
+    pairs = [results.add_ab_pair(pair_entry(v, benchmark=benchmark, name=name, test=bench.request.node.nodeid,
+                                            load=load, keys=keys, runs=sides_of, fresh=fresh, looks=seq.looks,
+                                            session=session)) for v in seq.verdicts.values()]
     session.pairs += pairs
     worst = words.worst([p["verdict"] for p in pairs])
     if worst == words.REGRESSED:
