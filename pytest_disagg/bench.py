@@ -36,17 +36,17 @@ def subject_config(deployment) -> dict:
     return cfg
 
 
-def run_fingerprint(config, deployment=None, workload=None) -> dict:
-    """The fingerprint a baseline of this run would have (``Fingerprint.to_json()``): this
-    session's machine (software versions, driver, CUDA, GPU/CPU; collected once, with the
-    ``pytest_disagg_update_fingerprint`` hook's fields) and, for a run, the subject hashes of the
-    model config, the medium config and the workload. Without a deployment: the machine alone
-    (the results file's top-level fingerprint)."""
-    machine = machine_fingerprint(config)
-    if deployment is None:
+def run_fingerprint(machine: dict, deployment=None, workload: dict | None = None) -> dict:
+    """The fingerprint a baseline of this run would have (``Fingerprint.to_json()``): the machine
+    fields (``baseline.pytest_plugin.machine_fingerprint``: software versions, driver, CUDA, GPU/CPU,
+    the ``pytest_disagg_update_fingerprint`` hook's fields; an A/B side's own for its runs) and, for
+    a run, the subject hashes of the model config, the medium config and the workload. Without a
+    deployment, or one without a model config: the machine alone (the results file's top level)."""
+    model = getattr(deployment, "model", None)
+    if model is None:
         return fingerprint.Fingerprint(machine).to_json()
-    return fingerprint.collect(model=deployment.model.config_sha256, medium=subject_config(deployment),
-                               workload=workload, machine=machine).to_json()
+    return fingerprint.collect(model=model.config_sha256, medium=subject_config(deployment), workload=workload,
+                               machine=machine).to_json()
 
 
 class Bench:
@@ -72,7 +72,8 @@ class Bench:
         workload = run.workload.to_json()
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra,
-                                     fingerprint=run_fingerprint(self.request.config, deployment, workload))
+                                     fingerprint=run_fingerprint(machine_fingerprint(self.request.config),
+                                                                 deployment, workload))
         validity = assess(run)
         entry.update(validity.to_json(), warmup=spec.warmup, client=run.client_figures(),
                      validity="yes" if validity.valid else "no: " + ", ".join(validity.reasons))

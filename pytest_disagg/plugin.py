@@ -17,6 +17,7 @@ from .ab.pytest_plugin import ab_session
 from .ab.runner import ABBench
 from .attach import AttachError, attach, load_attach
 from .attach.dcgm import meter_for
+from .baseline.pytest_plugin import machine_fingerprint
 from .bench import Bench, optional_energy_meter, run_fingerprint
 from .children import processes
 from .deploy import DeploymentConfig, DeploymentError, DeploymentPool
@@ -150,7 +151,7 @@ def pytest_sessionfinish(session):
                 if pool.deaths:
                     results.derived.setdefault("deployment_deaths", pool.deaths)
             if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
-                results.fingerprint = run_fingerprint(config)
+                results.fingerprint = run_fingerprint(machine_fingerprint(config))
             document = results.to_json()
             config.hook.pytest_disagg_update_json(config=config, results=document)
             results.write(options.json_path, document)

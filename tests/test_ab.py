@@ -228,8 +228,11 @@ def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no", runs
     results = SessionResults()
     bench = SimpleNamespace(results=results, meter=None, request=SimpleNamespace(node=SimpleNamespace(nodeid="t::x")))
     pool = FakePool()
-    spec = SimpleNamespace(seed=7)
-    monkeypatch.setattr(ab_runner.dataclasses, "replace", lambda s, seed: SimpleNamespace(seed=seed))
+    def fake_spec(seed):
+        return SimpleNamespace(seed=seed, to_json=lambda: {"seed": seed})
+
+    spec = fake_spec(7)
+    monkeypatch.setattr(ab_runner.dataclasses, "replace", lambda s, seed: fake_spec(seed))
     a = DeploymentConfig(medium="colocated")
     out = ab_runner.run_ab(bench, SimpleNamespace(config=a), spec, session=session, pool=pool,
                            benchmark="b", load="rate=1/s", name="b[1]")

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from .. import verdicts as words
-from ..baseline import fingerprint
-from ..bench import Bench, subject_config
+from ..bench import Bench, run_fingerprint
 from ..deploy.pytest_plugin import announced_get
 from ..measure import measured_run
 from ..metrics import METRICS
@@ -129,7 +128,8 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
             tags = {"ab_round": k, **({"ab_run": rep} if runs_per_round > 1 else {})}
             entry = results.add_run(benchmark=benchmark, test=bench.request.node.nodeid, deployment=dep, run=run,
                                     load=load, extra={**(extra or {}), **tags}, side=side,
-                                    fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep, round_spec))
+                                    fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep,
+                                                                 round_spec.to_json()))
             entry.update(tags)
             indices.append(len(results.runs) - 1)
             run.check_failures()
@@ -167,12 +167,3 @@ def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, sess
             "noise": v.noise, "resolves": v.resolves, "rounds_needed": v.rounds_needed,
             "fingerprint_a": session.fingerprints.get("A", {}), "fingerprint_b": session.fingerprints.get("B", {})}
 
-
-def run_fingerprint(machine: dict, deployment, spec) -> dict:
-    """A run's full fingerprint (``Fingerprint.to_json()``) with its side's machine fields: side B's
-    runs name side B's vLLM / torch / NIXL / LMCache."""
-    model = getattr(deployment, "model", None)
-    if model is None:                      # a deployment without a model config: the machine alone
-        return fingerprint.Fingerprint(machine).to_json()
-    return fingerprint.collect(model=model.config_sha256, medium=subject_config(deployment),
-                               workload=spec.to_json(), machine=machine).to_json()

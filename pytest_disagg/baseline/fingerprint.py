@@ -89,6 +89,15 @@ class Fingerprint:
         return cls(machine=dict(data["machine"]), subject=dict(data.get("subject", {})))
 
 
+def machine_fields(fingerprint: Any) -> dict[str, Any]:
+    """The machine half of a fingerprint: a results file may hold ``Fingerprint.to_json()``
+    (``{"machine": {...}, "subject": ...}``) or the machine fields themselves."""
+    if not isinstance(fingerprint, Mapping):
+        return {}
+    inner = fingerprint.get("machine")
+    return dict(inner) if isinstance(inner, Mapping) else dict(fingerprint)
+
+
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Fields whose value differs between two field maps: ``{name: (old, new)}``; absent is None."""
     names = sorted(set(old) | set(new))
@@ -205,6 +214,6 @@ def describe_machine(machine: Mapping[str, Any]) -> str:
 
 __all__ = [
     "Fingerprint", "FingerprintError", "InterpreterError", "MACHINE_FIELDS", "PACKAGES", "interpreter_versions", "SUBJECT_FIELDS", "canonical_json",
-    "changed_fields", "collect", "cpu_model", "describe_machine", "gpu_info", "machine_info",
+    "changed_fields", "collect", "machine_fields", "cpu_model", "describe_machine", "gpu_info", "machine_info",
     "package_version", "stable_hash", "subject_info", "torch_cuda_version", "with_extra",
 ]

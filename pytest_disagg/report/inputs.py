@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..baseline.document import BaselineError, validate
+from ..baseline.fingerprint import machine_fields
 from ..results import READABLE_SCHEMAS, SCHEMA_VERSION, load_results, upgrade
 
 KIND_RESULTS = "results"
@@ -49,15 +50,6 @@ class Document:
     @property
     def machine(self) -> dict[str, Any]:
         return machine_fields(self.data.get("fingerprint"))
-
-
-def machine_fields(fingerprint: Any) -> dict[str, Any]:
-    """The machine half of a fingerprint: a results file may hold ``Fingerprint.to_json()``
-    (``{"machine": {...}, "subject": ...}``) or the machine fields themselves."""
-    if not isinstance(fingerprint, Mapping):
-        return {}
-    inner = fingerprint.get("machine")
-    return dict(inner) if isinstance(inner, Mapping) else dict(fingerprint)
 
 
 def _need(cond: bool, source: str, what: str) -> None:
