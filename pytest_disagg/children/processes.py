@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from . import supervisor as _sup
+from ..files import atomic_write
 from .affinity import process_tree
 from .logs import error_lines, log_tail
 
@@ -178,10 +179,7 @@ class _Session:
                    "processes": [c.to_state() for c in self.children.values()] + list(self.starting.values()),
                    "dirs": sorted(self.dirs)}
             try:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(doc, indent=1))
-                os.replace(tmp, path)
+                atomic_write(path, json.dumps(doc, indent=1), dir_mode=0o700)
             except OSError:
                 pass      # the state file helps the next session; never fail this one over it
 
