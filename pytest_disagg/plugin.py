@@ -1,10 +1,11 @@
-"""pytest entry point: options, markers and the deployment fixtures. Thin on purpose.
+"""pytest entry point: options, markers, the session's state, and the hooks that need every area.
 
-The work lives in the library (deploy/, load/, energy/, baseline/); this module only turns
-pytest's options into a ``DisaggOptions``, keeps one ``DeploymentPool`` per session in the config
-stash, and parametrizes ``disagg_deployment_config`` (session scope, so tests are grouped by
-deployment) over the selected mediums × prefix caching or a preset's configurations;
-``disagg_deployment`` gets each test its running deployment from the pool.
+The work lives in the library and each area's wiring (``wiring.AREA_PLUGINS``: deploy/, energy/,
+baseline/, load/, export/, ab/ each have a ``pytest_plugin.py``); this module turns pytest's options
+into a ``DisaggOptions`` and builds the session's state (``session.py``) at configure, writes the
+results JSON before the servers stop, skips at collection what cannot run here, and hands tests
+``disagg_options``, ``disagg_results``, ``disagg_preset`` and ``disagg_bench``. The deployment
+fixtures (``disagg_deployment`` and its parametrization) are ``deploy/pytest_plugin.py``'s.
 """
 from __future__ import annotations
 
@@ -15,23 +16,23 @@ import pytest
 from . import hookspec, progress, wiring  # wiring before the areas' plugins are imported (see wiring.py)
 from .ab.pytest_plugin import ab_session
 from .ab.runner import ABBench
-from .attach import AttachError, attach, load_attach
+from .attach import AttachError, load_attach
 from .attach.dcgm import meter_for
 from .baseline.pytest_plugin import machine_fingerprint
 from .bench import Bench, optional_energy_meter, run_fingerprint
 from .children import processes
-from .deploy import DeploymentConfig, DeploymentError, DeploymentPool
-from .deploy.pytest_plugin import announced_get, pool_of, remote_energy
+from .deploy import DeploymentPool
+from .deploy.pytest_plugin import pool_of, remote_energy
 from .energy import nvmllib
 from .energy.nodes import node_fingerprint
 from .energy.pytest_plugin import energy_gpus
-from .mediums import InstallInfo, MediumRegistry, detect_install
+from .mediums import MediumRegistry
 from .mediums.base import count_cuda_devices
 from .options import DisaggOptions, OptionError, add_option_table, build_options, raw_option_values
 from .presets import Preset, PresetError, load_preset
 from .results import SessionResults
-from .session import (ATTACH_KEY, ATTACHED_KEY, INSTALL_KEY, OPTIONS_KEY, PRESET_KEY, REGISTRY_KEY,
-                      REMOTE_METER_KEY, RESULTS_KEY, existing_pool, options_of, preset_of, registry_of, results_of)
+from .session import (ATTACH_KEY, OPTIONS_KEY, PRESET_KEY, REGISTRY_KEY, REMOTE_METER_KEY, RESULTS_KEY, existing_pool,
+                      options_of, preset_of, results_of)
 
 pytest_plugins = list(wiring.AREA_PLUGINS)
 
@@ -194,12 +195,6 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(f"disagg: results written to {options.json_path}")
 
 
-def install_info(config) -> InstallInfo:
-    if INSTALL_KEY not in config.stash:
-        config.stash[INSTALL_KEY] = detect_install(list(registry_of(config)))
-    return config.stash[INSTALL_KEY]
-
-
 def pytest_disagg_update_fingerprint(config, fingerprint):
     """The launcher joins the machine fields when it is not the default (local keeps old hashes)."""
     options = config.stash.get(OPTIONS_KEY, None)
@@ -221,91 +216,6 @@ def _add_node_gpus(config, fingerprint) -> None:
     nodes = gpu_nodes()
     if nodes:
         fingerprint["ray_node_gpus"] = node_fingerprint(remote_energy(config).identities(nodes))
-
-
-def attached_deployment(config):
-    """The attached deployment, its URLs checked once per session (a test fails when they do not answer)."""
-    if ATTACHED_KEY not in config.stash:
-        try:
-            config.stash[ATTACHED_KEY] = attach(config.stash[ATTACH_KEY])
-        except AttachError as exc:
-            config.stash[ATTACHED_KEY] = exc
-    found = config.stash[ATTACHED_KEY]
-    if isinstance(found, Exception):
-        pytest.fail(str(found), pytrace=False)
-    return found
-
-
-def make_config(config, medium: str, **overrides) -> DeploymentConfig:
-    """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
-    options = options_of(config)
-    base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus,
-                kv_cache_dtype=options.kv_cache_dtype)
-    if options.device == "cpu":
-        base.update(block_size=32)  # the CPU attention backend needs multiples of 32
-    base.update(overrides)
-    dc = DeploymentConfig(**base)
-    for changed in config.hook.pytest_disagg_deployment_config(config=config, deployment_config=dc):
-        if changed is not None:
-            dc = changed
-    return dc
-
-
-def selected_mediums(config) -> list[str]:
-    options = options_of(config)
-    registry = registry_of(config)
-    return list(options.mediums) if options.mediums else registry.names()
-
-
-def unavailable_reason(config, medium_name: str) -> str | None:
-    options = options_of(config)
-    medium = registry_of(config).get(medium_name)
-    missing = install_info(config).missing_for(medium, options.device)
-    return f"medium {medium_name} unavailable: " + "; ".join(missing) if missing else None
-
-
-def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
-    """The deployments a session runs: a preset's configurations, or mediums × prefix caching."""
-    options = options_of(config)
-    preset = preset_of(config)
-    params = []
-    attached = config.stash.get(ATTACH_KEY, None)
-    if attached is not None:          # a deployment managed elsewhere: that one, and only it
-        return [pytest.param(attached, id=attached.key())]
-    if preset is not None:
-        for c in preset.configurations(options.device, len(options.gpus)):
-            if (options.mediums and c.medium not in options.mediums) or (
-                    wanted_mediums is not None and c.medium not in wanted_mediums):
-                continue
-            overrides = dict(c.overrides)
-            if options.device == "cuda":
-                overrides["gpus"] = options.gpus[: c.gpus_needed]
-            dc = make_config(config, c.medium, **overrides)
-            if wanted_caching is not None and dc.prefix_caching not in wanted_caching:
-                continue
-            params.append(pytest.param(dc, id=dc.key()))
-        return params
-    mediums = selected_mediums(config)
-    if wanted_mediums is not None:
-        mediums = [m for m in mediums if m in wanted_mediums]
-    for medium in mediums:
-        for pc in options.prefix_caching:
-            if wanted_caching is not None and pc not in wanted_caching:
-                continue
-            dc = make_config(config, medium, prefix_caching=pc)
-            params.append(pytest.param(dc, id=dc.key()))
-    return params
-
-
-def pytest_generate_tests(metafunc):
-    if "disagg_deployment_config" not in metafunc.fixturenames:
-        return
-    marker = metafunc.definition.get_closest_marker("disagg")
-    kwargs = marker.kwargs if marker is not None else {}
-    params = deployment_params(metafunc.config, kwargs.get("mediums"), kwargs.get("prefix_caching"))
-    # Session scope on the configuration makes pytest group the tests by deployment, so each
-    # starts once when nothing else needs the pool's slots in between.
-    metafunc.parametrize("disagg_deployment_config", params, indirect=True, scope="session")
 
 
 def _no_energy_reason(config) -> str | None:
@@ -371,50 +281,3 @@ def disagg_bench(request, disagg_results, disagg_baseline):
 def disagg_preset(pytestconfig) -> Preset | None:
     """The preset selected with --disagg-preset, or None."""
     return preset_of(pytestconfig)
-
-
-@pytest.fixture(scope="session")
-def disagg_pool(pytestconfig) -> DeploymentPool:
-    """The session's deployment pool: ``disagg_pool.get(disagg_config("nixl-cpu"))``."""
-    return pool_of(pytestconfig)
-
-
-@pytest.fixture(scope="session")
-def disagg_config(pytestconfig):
-    """Build a DeploymentConfig for this session's device/GPUs/model: ``disagg_config("disk", prefix_caching=True)``."""
-    def build(medium: str, **overrides) -> DeploymentConfig:
-        return make_config(pytestconfig, medium, **overrides)
-    return build
-
-
-@pytest.fixture(scope="session")
-def disagg_get_deployment(pytestconfig):
-    """Get a running deployment for a config, or skip the test with the reason it cannot run here."""
-    def get(dc: DeploymentConfig):
-        if dc is pytestconfig.stash.get(ATTACH_KEY, None):
-            return attached_deployment(pytestconfig)
-        reason = unavailable_reason(pytestconfig, dc.medium)
-        if reason:
-            pytest.skip(reason)
-        try:
-            return announced_get(pool_of(pytestconfig), dc)
-        except DeploymentError as exc:
-            pytest.fail(f"deployment {dc.key()} did not come up:\n{exc}", pytrace=False)
-    return get
-
-
-@pytest.fixture(scope="session")
-def disagg_deployment_config(request) -> DeploymentConfig:
-    """The configuration this test runs on (one parameter per selected medium x prefix caching,
-    or per preset configuration)."""
-    return request.param
-
-
-@pytest.fixture
-def disagg_deployment(disagg_deployment_config, disagg_get_deployment):
-    """A running deployment (proxy URL, prefill/decode handles, medium, config), one per parameter.
-
-    Looked up in the pool for every test, not cached for the session: a test that starts other
-    deployments (a benchmark comparing prefix caching on and off, a reference) may have made the
-    pool stop this one, and then it is started again rather than handed out dead."""
-    return disagg_get_deployment(disagg_deployment_config)

@@ -659,7 +659,7 @@ def test_metric_invariants_property(disagg_deployment):
 def test_equality_property_catches_a_swapped_kv_handoff(request, disagg_options, disagg_pool, disagg_config):
     """Decode is handed the previous request's kv_transfer_params (proxy fault
     ``swap-kv-params``): the equality property must fail, by wrong tokens, not by errors."""
-    from pytest_disagg.plugin import unavailable_reason
+    from pytest_disagg.deploy.pytest_plugin import unavailable_reason
 
     if disagg_options.mediums and "nixl-cpu" not in disagg_options.mediums:
         pytest.skip("nixl-cpu is not among --disagg-mediums")
