@@ -25,8 +25,18 @@ measures how often that rule is wrong, on rounds measured on real deployments of
    collected with ``--runs-per-round 2`` answers for both designs, and says how much two runs on
    one start differ (the host's moment) beside how much two starts differ.
 
-Last line exactly ``ab_power_5pct=<x> ab_false_alarm=<y> rounds=<n>`` (worst medium of each; n =
-the default ``--disagg-ab-max-rounds``).
+Side B's known regressions: +5 % of A1's median TTFT before decode, and (on GPUs, where the
+shape's TPOT is GPU work) +5 % of its median TPOT on every gap between streamed tokens
+(``testing.faults.delayed``, the proxy's ``--extra-token-delay-ms``). On GPUs B is A2's servers
+behind a second, delaying proxy (``DeploymentPool.front_with``): B then runs on another start than
+A1, as an A/B's sides do, without a third start (~1 min with CUDA graphs). Where the collection
+measured energy (NVML), J/token is decided too; its change under B is whatever the delays cost
+(the window is longer at near-idle power), measured and printed, not a planted 5 %.
+
+Last line exactly ``ab_power_5pct=<x> ab_false_alarm=<y> rounds=<n> metrics=<m1,...> device=<d>``
+followed by ``<metric>=<power>`` for each metric: x is the worst power among the metrics with a
+planted 5 % change (TTFT; TPOT where planted), y the worst false-alarm rate of every metric, over
+every medium; n the default ``--disagg-ab-max-rounds``.
 
 Usage::
 
@@ -36,10 +46,12 @@ Usage::
     python benchmarks/ab_power.py --device cuda --gpus 0 --collect-to s0.json              # one GPU session
     python benchmarks/ab_power.py --device cuda --gpus 0 --first-session 1 --collect-to s1.json
     python benchmarks/ab_power.py --samples s0.json s1.json                                # both sessions
+    python benchmarks/ab_power.py --device cuda --rounds 26 --deadline-s 480 --collect-to g.json   # the GPU bar
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -58,8 +70,9 @@ if str(ROOT) not in sys.path:
 SAMPLES_SCHEMA = "pytest-disagg ab-power samples 1"
 SHIFT = 0.05
 GOAL_POWER, GOAL_FALSE_ALARM = 0.95, 0.01
-METRIC = "ttft_ms"
+METRIC = "ttft_ms"                           # the one metric of files collected before TPOT and J/token
 PER_REQUEST = ("ttft_ms", "tpot_ms", "e2el_ms")
+ENERGY = "energy_j_per_token"
 SIDES = ("A1", "A2", "B")
 
 # One round's workload: the A/B benchmark's own (``pytest_disagg.ab.workload.ab_spec``: closed loop,
@@ -70,14 +83,14 @@ PLAN = {  # medium -> sessions, rounds per session (~25 min in all on the 2-core
     "colocated": {"sessions": 2, "rounds": 12},
     "nixl-cpu": {"sessions": 1, "rounds": 12},
 }
-# On a GPU (``--device cuda``): tiny-llama-gpu, the three deployments of a session share the GPUs
-# (a quarter of the memory each), one session per command so that a command fits in 10 minutes.
+# On a GPU (``--device cuda``): the device's A/B shape (``ab.workload.SHAPES["cuda"]``) on its model,
+# A1 and A2 sharing the GPU (B fronts A2), 2x the round budget in one session so that resampling
+# gives a rate; one session per command (a command has 10 minutes on the lent GPU).
 GPU_PLAN = {
-    "colocated": {"sessions": 1, "rounds": 12},
-    "nixl-gpu": {"sessions": 1, "rounds": 12},
+    "colocated": {"sessions": 1, "rounds": 24},
+    "nixl-gpu": {"sessions": 1, "rounds": 24},
 }
-GPU_MEMORY_SHARE = 0.25
-GPU_MODEL = "tiny-llama-gpu"
+GPU_MEMORY_SHARE = 0.45
 
 
 class SamplesFileError(ValueError):
@@ -87,77 +100,137 @@ class SamplesFileError(ValueError):
 # --- (a) collection -------------------------------------------------------------------------------
 
 def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "cpu", gpus: tuple[int, ...] = (),
-            first_session: int = 0, fresh: bool = False, model: str | None = None, runs_per_round: int = 1) -> dict:
+            first_session: int = 0, fresh: bool = False, model: str | None = None, runs_per_round: int = 1,
+            b_fronts_a2: bool | None = None, eager: bool | None = None, deadline_s: float | None = None) -> dict:
+    from pytest_disagg.ab.workload import CPU_MODEL, GPU_MODEL, shape_for
     from pytest_disagg.baseline.fingerprint import machine_info
     from pytest_disagg.children import processes
     from pytest_disagg.deploy import DeploymentConfig, DeploymentPool
-    from pytest_disagg.ab.workload import CPU_MODEL, ab_spec
-    from pytest_disagg.load import WorkloadSpec, run_workload
     from pytest_disagg.mediums import MediumRegistry
-    from pytest_disagg.testing.faults import delayed_config
 
+    t_start = time.monotonic()
+    b_fronts_a2 = device != "cpu" if b_fronts_a2 is None else b_fronts_a2
+    shape = shape_for(device)
     doc = {"schema": SAMPLES_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "collector": "pytest_disagg.load.run_workload; " + ("three fresh deployments every round" if fresh else
-                                                                "three deployments alive per session") + ", rounds rotated",
-           "fresh": fresh, "runs_per_round": runs_per_round,
-           "machine": machine_info(), "mediums": {}}
+           "collector": "pytest_disagg.measure.measured_run; " + ("fresh deployments every round" if fresh else
+                                                                  "deployments alive per session") + ", rounds rotated"
+                        + ("; B = A2's servers behind a delaying proxy" if b_fronts_a2 else ""),
+           "fresh": fresh, "runs_per_round": runs_per_round, "device": device, "shape": shape.name,
+           "b_fronts_a2": b_fronts_a2, "machine": machine_info(), "mediums": {}}
     processes.install_sigterm_handler()
     pool = DeploymentPool(MediumRegistry(), logs_dir=None, max_live=3)
-    def spec(medium: str, p: dict, session: int, rnd: int, rep: int = 0) -> WorkloadSpec:
-        # One seed per round and run, the same on every side, as in the plugin's A/B rounds.
-        return ab_spec(device, medium, seed=1000 * (session + 1) + rnd + 1 + 100_000 * rep)
-
-    def one_round(config, medium: str, p: dict, side: str, session: int, rnd: int, rep: int = 0) -> dict:
-        t0 = time.monotonic()
-        deployment = pool.get(config)
-        started = time.monotonic() - t0
-        with pool.others_paused(deployment):        # as the plugin measures: the other sides stopped
-            result = run_workload(deployment, spec(medium, p, session, rnd, rep), progress=False)  # B: +delay
-        samples = result.samples()
-        print(f"{config.medium} s{session} r{rnd}.{rep} {side}: median TTFT {np.median(samples[METRIC]):.2f} ms "
-              f"(load {os.getloadavg()[0]:.1f})", file=sys.stderr)
-        return {"side": side, "session": session, "round": rnd, "rep": rep, "start_s": started if started > 1 else 0.0,
-                "wall_s": result.wall_s, "n_failed": result.n_failed, "loadavg": os.getloadavg(),
-                "samples": {k: list(map(float, samples[k])) for k in PER_REQUEST if k in samples},
-                "scalars": dict(result.scalars())}
-
+    meter = _energy_meter(device, gpus)
+    runner = _RoundRunner(pool, meter, shape)
     try:
         for medium in mediums:
             p = plan[medium]
+            base = dict(medium=medium, device=device, prefix_caching=False, max_model_len=shape.max_model_len,
+                        eager=eager)
             if device == "cpu":
-                base = dict(medium=medium, model=model or CPU_MODEL, device="cpu", block_size=32, prefix_caching=False)
+                base.update(model=model or CPU_MODEL, block_size=32)
             else:
-                base = dict(medium=medium, model=model or GPU_MODEL, device="cuda", gpus=gpus, prefix_caching=False,
+                base.update(model=model or GPU_MODEL, gpus=gpus,
                             gpu_memory_utilization=GPU_MEMORY_SHARE / (1 if medium == "colocated" or len(gpus) > 1
                                                                        else 2))
-            w = spec(medium, p, 0, 0)
-            entry = {"plan": {**p, "requests": w.num_requests}, "workload": w.to_json(),
+            entry = {"plan": {**p, "requests": shape.requests}, "workload": shape.spec().to_json(),
                      "config": asdict(DeploymentConfig(**base)), "rounds": [], "sessions": []}
             doc["mediums"][medium] = entry
             for s in range(first_session, first_session + p["sessions"]):
-                a1 = DeploymentConfig(**base, variant=f"s{s}a1")
-                a2 = DeploymentConfig(**base, variant=f"s{s}a2")
-                calib = one_round(a1, medium, p, "A1", s, -1)        # sets the +5 % delay; not a measured round
-                delay = round(SHIFT * float(np.median(calib["samples"][METRIC])), 3)
-                b = delayed_config(pool.registry, DeploymentConfig(**base, variant=f"s{s}b"), delay)
-                entry["sessions"].append({"session": s, "injected_delay_ms": delay, "calibration": calib})
-                configs = {"A1": a1, "A2": a2, "B": b}
+                configs = {"A1": DeploymentConfig(**base, variant=f"s{s}a1"),
+                           "A2": DeploymentConfig(**base, variant=f"s{s}a2")}
+                calib = runner.run(configs["A1"], "A1", s, -1)        # sets the planted delays; not a round
+                delays = planted_delays(calib, device)
+                entry["sessions"].append({"session": s, "injected_delay_ms": delays["ttft_ms"],
+                                          "injected": delays, "calibration": calib})
+                b = runner.side_b(configs, delays, b_fronts_a2)
                 for r in range(p["rounds"]):
+                    if deadline_s is not None and time.monotonic() - t_start > deadline_s:
+                        print(f"{medium} s{s}: deadline ({deadline_s:g} s) reached after {r} rounds", file=sys.stderr)
+                        break
                     order = SIDES[r % 3:] + SIDES[:r % 3]
                     for rep in range(runs_per_round):      # A1 A2 B, then B A2 A1, ...: balanced in time
                         for side in (order if rep % 2 == 0 else order[::-1]):
-                            entry["rounds"].append(one_round(configs[side], medium, p, side, s, r, rep))
-                    out.write_text(json.dumps(doc))
+                            entry["rounds"].append(runner.run(configs.get(side), side, s, r, rep, b=b))
+                    write_samples(out, doc)
                     if fresh:                    # as --disagg-ab-fresh=yes: every round on new deployments
-                        for c in configs.values():
-                            pool.release(c)
-                for c in configs.values():
-                    pool.release(c)
-            out.write_text(json.dumps(doc))
+                        runner.release(configs)
+                        b = runner.side_b(configs, delays, b_fronts_a2)
+                runner.release(configs)
+            write_samples(out, doc)
     finally:
         pool.close()
+        if meter is not None:
+            meter.stop()
         processes.restore_sigterm_handler()
     return doc
+
+
+def write_samples(out: Path, doc: dict) -> None:
+    """After every round, so that a collection cut short (a device call's time limit) keeps its rounds."""
+    out.write_text(json.dumps(doc))
+
+
+def planted_delays(calib: dict, device: str) -> dict[str, float]:
+    """The known regressions of side B: +5 % of A1's median TTFT, and on GPUs +5 % of its median TPOT
+    (on the CPU box's 8-token shape TPOT is a few steps of host time: no TPOT delay is planted)."""
+    out = {"ttft_ms": round(SHIFT * float(np.median(calib["samples"]["ttft_ms"])), 3)}
+    if device != "cpu":
+        out["tpot_ms"] = round(SHIFT * float(np.median(calib["samples"]["tpot_ms"])), 4)
+    return out
+
+
+def _energy_meter(device: str, gpus: tuple[int, ...]):
+    """An NVML meter on GPUs (J/token per run, sampled in a background thread); None on CPU."""
+    if device == "cpu":
+        return None
+    from pytest_disagg.energy.nvml import EnergyMeter
+
+    return EnergyMeter(gpus).start()
+
+
+class _RoundRunner:
+    """One side's run of a round, measured as the plugin measures (other sides paused where the
+    device's policy pauses them, energy windows where a meter exists), and side B's deployment."""
+
+    def __init__(self, pool, meter, shape):
+        self.pool, self.meter, self.shape = pool, meter, shape
+        self.b = None
+
+    def side_b(self, configs: dict, delays: dict, fronts_a2: bool):
+        """B fronting A2 (a deployment, returned), or B's own config (put into ``configs``; None)."""
+        from pytest_disagg.testing import faults
+
+        ttft, tpot = delays["ttft_ms"], delays.get("tpot_ms", 0.0)
+        if fronts_a2:
+            a2 = self.pool.get(configs["A2"])
+            return self.pool.front_with(a2, faults.register(self.pool.registry, faults.delayed(a2.medium, ttft, tpot)))
+        own = dataclasses.replace(configs["A1"], variant=configs["A1"].variant.replace("a1", "b"))
+        configs["B"] = faults.delayed_config(self.pool.registry, own, ttft, tpot)
+        return None
+
+    def release(self, configs: dict) -> None:
+        for c in configs.values():
+            self.pool.release(c)
+
+    def run(self, config, side: str, session: int, rnd: int, rep: int = 0, b=None) -> dict:
+        from pytest_disagg.measure import measured_run
+
+        t0 = time.monotonic()
+        deployment = b if (side == "B" and b is not None) else self.pool.get(config)
+        started = time.monotonic() - t0
+        # One seed per round and run, the same on every side, as in the plugin's A/B rounds.
+        spec = self.shape.spec(seed=1000 * (session + 1) + rnd + 1 + 100_000 * rep)
+        with self.pool.others_paused(deployment):        # as the plugin measures
+            result = measured_run(deployment, spec, meter=self.meter, host_energy=False, progress=False)
+        samples, scalars = result.samples(), dict(result.scalars())
+        energy = f", {scalars[ENERGY] * 1000:.2f} mJ/token" if ENERGY in scalars else ""
+        print(f"{deployment.config.medium} s{session} r{rnd}.{rep} {side}: median TTFT {np.median(samples[METRIC]):.2f} "
+              f"ms, TPOT {np.median(samples['tpot_ms']):.3f} ms{energy} (load {os.getloadavg()[0]:.1f}, "
+              f"{time.monotonic() - t0:.1f} s)", file=sys.stderr)
+        return {"side": side, "session": session, "round": rnd, "rep": rep, "start_s": started if started > 1 else 0.0,
+                "wall_s": result.wall_s, "n_failed": result.n_failed, "loadavg": os.getloadavg(),
+                "samples": {k: list(map(float, samples[k])) for k in PER_REQUEST if k in samples},
+                "scalars": scalars, "serving_mode": deployment.config.serving_mode()}
 
 
 
@@ -198,16 +271,38 @@ def load_samples(path: Path) -> dict:
     return data
 
 
-def session_rounds(entry: dict, use_runs: int | None = None) -> dict[int, dict[str, list[np.ndarray]]]:
-    """session -> side -> per-round TTFT arrays, in round order; only rounds complete on all sides.
-    A round that ran each side more than once (``--runs-per-round``) pools its first ``use_runs``
-    runs per side (all when None), as a round's figure is the median of the side's requests."""
+def file_metrics(data: dict) -> list[str]:
+    """The metrics a samples file can judge: TTFT always; TPOT where a TPOT delay was planted; J/token
+    where every round measured it. Files from before TPOT and J/token judge TTFT alone."""
+    out = [METRIC]
+    entries = list(data["mediums"].values())
+    if entries and all(any("tpot_ms" in (x.get("injected") or {}) for x in e.get("sessions", [])) for e in entries):
+        out.append("tpot_ms")
+    if entries and all(e["rounds"] and all(ENERGY in (r.get("scalars") or {}) for r in e["rounds"]) for e in entries):
+        out.append(ENERGY)
+    return out
+
+
+def planted(entry: dict, metric: str) -> bool:
+    return metric == METRIC or any(metric in (x.get("injected") or {}) for x in entry.get("sessions", []))
+
+
+def figure(r: dict, metric: str) -> np.ndarray:
+    """A run's figures of ``metric``: its requests' samples, or the run's one scalar (J/token)."""
+    if metric in r.get("samples", {}):
+        return np.asarray(r["samples"][metric], float)
+    return np.asarray([r["scalars"][metric]], float)
+
+
+def session_rounds(entry: dict, use_runs: int | None = None, metric: str = METRIC) -> dict[int, dict[str, list[np.ndarray]]]:
+    """session -> side -> per-round arrays of ``metric``, in round order; only rounds complete on all
+    sides. A round that ran each side more than once (``--runs-per-round``) pools its first
+    ``use_runs`` runs per side (all when None), as a round's figure is the median of the side's requests."""
     by: dict[int, dict[int, dict[str, list]]] = {}
     for r in entry["rounds"]:
         if use_runs is not None and r.get("rep", 0) >= use_runs:
             continue
-        by.setdefault(r["session"], {}).setdefault(r["round"], {}).setdefault(r["side"], []).append(
-            np.asarray(r["samples"][METRIC], float))
+        by.setdefault(r["session"], {}).setdefault(r["round"], {}).setdefault(r["side"], []).append(figure(r, metric))
     out = {}
     for s, rounds in sorted(by.items()):
         full = [{side: np.concatenate(runs) for side, runs in rounds[k].items()} for k in sorted(rounds)
@@ -217,58 +312,61 @@ def session_rounds(entry: dict, use_runs: int | None = None) -> dict[int, dict[s
     return out
 
 
-def run_to_run(entry: dict) -> float | None:
-    """The SD of one run's median TTFT between runs of the *same* start (from rounds that ran each
-    side twice or more: log(run 2 / run 1) per deployment, SD / sqrt 2) — the host's moment, which
-    more runs per round average; what is left of a round's spread beyond it is start-to-start."""
+def run_to_run(entry: dict, metric: str = METRIC) -> float | None:
+    """The SD of one run's median between runs of the *same* start (from rounds that ran each side
+    twice or more: log(run 2 / run 1) per deployment, SD / sqrt 2) — the host's moment, which more
+    runs per round average; what is left of a round's spread beyond it is start-to-start."""
     meds: dict[tuple, dict[int, float]] = {}
     for r in entry["rounds"]:
-        meds.setdefault((r["session"], r["round"], r["side"]), {})[r.get("rep", 0)] = float(
-            np.median(r["samples"][METRIC]))
+        meds.setdefault((r["session"], r["round"], r["side"]), {})[r.get("rep", 0)] = float(np.median(figure(r, metric)))
     d = [math.log(m[1] / m[0]) for m in meds.values() if 0 in m and 1 in m]
     return float(np.std(d, ddof=1) / math.sqrt(2)) if len(d) >= 3 else None
 
 
-def drift(entry: dict, use_runs: int | None = None) -> list[list]:
-    """Within- vs between-deployment spread: the SD of round medians on one deployment (as % of
-    the session's A1 median) beside A2/A1, two deployments of the same software started apart,
-    with its 99 % interval over paired rounds (Hodges-Lehmann, as the verdict computes it: an
+def drift(entry: dict, use_runs: int | None = None, metric: str = METRIC) -> list[list]:
+    """Within- vs between-deployment spread of ``metric``: the SD of round medians on one deployment
+    (as % of the session's A1 median) beside A2/A1, two deployments of the same software started
+    apart, with its 99 % interval over paired rounds (Hodges-Lehmann, as the verdict computes it: an
     interval excluding 1 is start-to-start drift that interleaving alone would call a change), and
-    B/A1 (the +5 % injected)."""
+    B/A1 (the planted change)."""
     from pytest_disagg import stats
 
     rows = []
-    for s, sides in session_rounds(entry, use_runs).items():
+    for s, sides in session_rounds(entry, use_runs, metric).items():
         med = {side: np.array([np.median(r) for r in sides[side]]) for side in SIDES}
         ref = float(np.median(med["A1"]))
         within = float(np.mean([np.std(med[x], ddof=1) for x in ("A1", "A2")])) / ref
         paired = med["A2"] / med["A1"]
         aa = stats.hodges_lehmann_ratio(np.log(paired), 0.99)
         ab = stats.hodges_lehmann_ratio(np.log(med["B"] / med["A1"]), 0.99)
-        rows.append([s, len(med["A1"]), f"{ref:.2f}", f"{within * 100:.1f} %",
-                     f"{aa.ratio:.3f} [{aa.lo:.3f}, {aa.hi:.3f}]", f"{np.std(paired, ddof=1) * 100:.1f} %",
+        rows.append([metric, s, len(med["A1"]), f"{ref:.4g}", f"{within * 100:.2f} %",
+                     f"{aa.ratio:.3f} [{aa.lo:.3f}, {aa.hi:.3f}]", _percent(stats.paired_noise(np.log(paired))),
                      f"{ab.ratio:.3f} [{ab.lo:.3f}, {ab.hi:.3f}]"])
     return rows
 
 
-def aa_log_ratios(entry: dict, use_runs: int | None = None) -> np.ndarray:
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.2f} %"
+
+
+def aa_log_ratios(entry: dict, use_runs: int | None = None, metric: str = METRIC) -> np.ndarray:
     """log(A2 / A1) of every complete round, all sessions: the A/A noise the rule works against."""
     return np.concatenate([np.log([np.median(b) / np.median(a) for a, b in zip(sides["A1"], sides["A2"])])
-                           for sides in session_rounds(entry, use_runs).values()] or [np.array([])])
+                           for sides in session_rounds(entry, use_runs, metric).values()] or [np.array([])])
 
 
-def resolution_line(noise: float | None, looks: tuple[int, ...]) -> str:
+def resolution_line(noise: float | None, looks: tuple[int, ...], metric: str = METRIC) -> str:
     """What the rule can tell apart at this medium's measured A/A noise: the smallest change the
     budget calls with 95 % power, and the rounds 5 % would take — the figures an undecided verdict
     prints (``decide.resolution_at``)."""
     from pytest_disagg.ab.decide import level, resolution_at
 
     if noise is None:
-        return "resolution: fewer than 4 complete rounds"
+        return f"{metric} resolution: fewer than 4 complete rounds"
     r = resolution_at(noise, looks[-1], level(len(looks)))
     can = "no change" if r["resolves"] is None else f"changes >= {r['resolves']:.1%}"
     need = f"~{r['rounds_needed']} rounds" if r["rounds_needed"] else "more rounds than any budget"
-    return (f"resolution: A2/A1 moves {noise:.1%} (robust SD) per round, so {looks[-1]} rounds "
+    return (f"{metric} resolution: A2/A1 moves {noise:.2%} (robust SD) per round, so {looks[-1]} rounds "
             f"resolve {can} with 95 % power; 5 % takes {need}")
 
 
@@ -290,37 +388,69 @@ def can_resample(entry: dict, looks: tuple[int, ...], use_runs: int | None = Non
     return bool(sessions) and all(len(sides["A1"]) >= 2 * looks[-1] for sides in sessions)
 
 
-def trial(sides: dict[str, list[np.ndarray]], other: str, looks: tuple[int, ...], rng: np.random.Generator,
-          seed: int) -> str:
-    """One sequential A/B decision on TTFT, rounds drawn (paired, with replacement) from one session."""
+def trial(tables: dict[str, dict[str, list[np.ndarray]]], other: str, looks: tuple[int, ...],
+          rng: np.random.Generator, seed: int, bootstrap: bool = False) -> dict[str, str]:
+    """One sequential A/B decision over every metric at once, as the plugin decides (more rounds
+    while any is undecided), rounds drawn (paired, with replacement) from one session;
+    ``tables``: metric -> side -> per-round arrays. Returns metric -> verdict word."""
     from pytest_disagg.ab.decide import Sequential
+    from pytest_disagg.metrics import METRICS
 
-    seq = Sequential({METRIC: "lower"}, looks)
-    n = len(sides["A1"])
+    seq = Sequential({m: METRICS[m].direction for m in tables}, looks)
+    n = min(len(t["A1"]) for t in tables.values())
     # Without replacement where the session has the budget's rounds: a duplicated round would make
     # the rank tests see agreement that was never measured (false alarms overstated).
-    picks = rng.permutation(n)[:looks[-1]] if n >= looks[-1] else rng.integers(0, n, looks[-1])
+    # ``bootstrap``: always with replacement (rounds drawn from the measured rounds' distribution).
+    picks = rng.permutation(n)[:looks[-1]] if n >= looks[-1] and not bootstrap else rng.integers(0, n, looks[-1])
     for k in picks:
-        seq.add_round({METRIC: sides["A1"][k]}, {METRIC: sides[other][k]})
+        seq.add_round({m: t["A1"][k] for m, t in tables.items()}, {m: t[other][k] for m, t in tables.items()})
         if seq.look():
             break
-    return seq.verdicts[METRIC].verdict
+    return {m: v.verdict for m, v in seq.verdicts.items()}
 
 
-def rates(entry: dict, looks: tuple[int, ...], reps: int, seed: int, use_runs: int | None = None) -> dict:
+def rates(entry: dict, looks: tuple[int, ...], reps: int, seed: int, use_runs: int | None = None,
+          metrics: tuple[str, ...] = (METRIC,), bootstrap: bool = False) -> dict[str, dict]:
+    """metric -> {"counts", "false_alarm", "power"} over ``reps`` resampled A/A and A/B decisions."""
     from pytest_disagg import verdicts
 
-    sessions = list(session_rounds(entry, use_runs).values())
+    per_metric = {m: session_rounds(entry, use_runs, m) for m in metrics}
+    sessions = sorted(set.intersection(*(set(v) for v in per_metric.values())))
     rng = np.random.default_rng(seed)
-    out = {"A/A": {}, "A/B +5%": {}}
+    counts = {m: {"A/A": {}, "A/B +5%": {}} for m in metrics}
     for rep in range(reps):
-        sides = sessions[rep % len(sessions)]
+        s = sessions[rep % len(sessions)]
+        tables = {m: per_metric[m][s] for m in metrics}
         for label, other in (("A/A", "A2"), ("A/B +5%", "B")):
-            word = trial(sides, other, looks, rng, seed * 7919 + rep)
-            out[label][word] = out[label].get(word, 0) + 1
-    fa = (out["A/A"].get(verdicts.REGRESSED, 0) + out["A/A"].get(verdicts.IMPROVED, 0)) / reps
-    power = out["A/B +5%"].get(verdicts.REGRESSED, 0) / reps
-    return {"counts": out, "false_alarm": fa, "power": power}
+            for m, word in trial(tables, other, looks, rng, seed * 7919 + rep, bootstrap).items():
+                counts[m][label][word] = counts[m][label].get(word, 0) + 1
+    out = {}
+    for m, c in counts.items():
+        fa = (c["A/A"].get(verdicts.REGRESSED, 0) + c["A/A"].get(verdicts.IMPROVED, 0)) / reps
+        out[m] = {"counts": c, "false_alarm": fa, "power": c["A/B +5%"].get(verdicts.REGRESSED, 0) / reps}
+    return out
+
+
+def resolution_check(entry: dict, looks: tuple[int, ...], reps: int, seed: int, use_runs: int | None = None,
+                     metric: str = METRIC) -> tuple[float, float] | None:
+    """Is the ``resolves`` figure an undecided verdict prints honest? The change it names, planted on
+    real rounds (each round's A2 samples scaled by 1 + resolves, as B), called ``regressed`` by the
+    rule on rounds drawn with replacement (a bootstrap: with a budget's rounds or fewer, drawing
+    without replacement would repeat one A/B): (resolves, that power), which should be ~95 %.
+    None without enough rounds. Duplicated rounds tie in the rank test, so this leans low."""
+    from pytest_disagg import stats
+    from pytest_disagg.ab.decide import level, resolution_at
+
+    noise = stats.paired_noise(aa_log_ratios(entry, use_runs, metric))
+    if noise is None:
+        return None
+    change = resolution_at(noise, looks[-1], level(len(looks)))["resolves"]
+    if change is None:
+        return None
+    shifted = {"rounds": [dict(r, side="B", samples={metric: [v * (1 + change) for v in r["samples"][metric]]})
+                          for r in entry["rounds"] if r["side"] == "A2"]
+                         + [r for r in entry["rounds"] if r["side"] != "B"]}
+    return change, rates(shifted, looks, reps, seed, use_runs, (metric,), bootstrap=True)[metric]["power"]
 
 
 def wilson(hits: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -331,7 +461,10 @@ def wilson(hits: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def statistics(data: dict, *, reps: int, seed: int, max_rounds: int,
-               use_runs: int | None = None) -> tuple[float, float]:
+               use_runs: int | None = None) -> dict:
+    """Per medium and metric: the drift table, the resolution, the resampled rates. Returns the bar:
+    {"power": worst planted metric's power, "false_alarm": worst metric's, "metrics": [...],
+    "per_metric": metric -> worst power over mediums}."""
     from tabulate import tabulate
 
     from pytest_disagg import stats
@@ -339,47 +472,75 @@ def statistics(data: dict, *, reps: int, seed: int, max_rounds: int,
     from pytest_disagg.ab.options import DEFAULT_MAX_ROUNDS, MIN_ROUNDS, ROUND_STEP, ABOptions
 
     looks = ABOptions(None, (), (), max_rounds, "auto").looks()
-    print(f"samples: {data.get('collector')}; created {data.get('created')}")
+    metrics = tuple(file_metrics(data))
+    print(f"samples: {data.get('collector')}; created {data.get('created')}; device {device_of(data)}")
     print(f"rule: alpha {ALPHA} over {len(looks)} looks at rounds {list(looks)} (min {MIN_ROUNDS}, step {ROUND_STEP}, "
-          f"default max {DEFAULT_MAX_ROUNDS}), same band ±{SAME_BAND * 100:g} %, {reps} repetitions per medium\n")
-    fa_all, pw_all = [], []
+          f"default max {DEFAULT_MAX_ROUNDS}), same band ±{SAME_BAND * 100:g} %, {reps} repetitions per medium; "
+          f"metrics {', '.join(metrics)}, decided together as the plugin decides\n")
+    fa_all, pw_planted, pw_metric = [], [], {}
     for name, entry in data["mediums"].items():
         plan = entry.get("plan", {})
         print(f"{name}: {plan.get('requests')} requests per run, {json.dumps(entry.get('workload', {}).get('arrival'))}; "
-              f"injected delay per session: {[s['injected_delay_ms'] for s in entry.get('sessions', [])]} ms")
+              f"planted per session: {[s.get('injected') or {'ttft_ms': s['injected_delay_ms']} for s in entry.get('sessions', [])]} (ms)")
         runs = max((r.get("rep", 0) for r in entry["rounds"]), default=0) + 1
         used = runs if use_runs is None else min(use_runs, runs)
         sd = run_to_run(entry)
         print(f"runs per side per round: {used} of the {runs} measured"
               + ("" if sd is None else f"; run-to-run SD of median TTFT within one start: {sd * 100:.1f} %"))
-        print(tabulate(drift(entry, use_runs), headers=["session", "rounds", "A1 TTFT median ms", "within: round SD",
-                                              "A2/A1 [99 %] (start-to-start)", "SD of A2/A1 per round",
-                                              "B/A1 [99 %] (+5 % injected)"],
-                       tablefmt="simple"))
+        print(tabulate([row for m in metrics for row in drift(entry, use_runs, m)],
+                       headers=["metric", "session", "rounds", "A1 median", "within: round SD",
+                                "A2/A1 [99 %] (start-to-start)", "A2/A1 round noise (robust SD)",
+                                "B/A1 [99 %] (planted)"], tablefmt="simple"))
         short = [s for s, sides in session_rounds(entry, use_runs).items() if len(sides["A1"]) < looks[-1]]
         if short:
             print(f"  note: session(s) {short} have fewer rounds than the budget ({looks[-1]}): rounds drawn with "
                   f"replacement there, which overstates false alarms (duplicated rounds)")
-        noise = stats.paired_noise(aa_log_ratios(entry, use_runs))     # A2/A1 per round, all sessions
-        print("  " + resolution_line(noise, looks))
-        r = rates(entry, looks, reps, seed, use_runs)
-        lo, hi = wilson(r["false_alarm"] * reps, reps)
-        plo, phi = wilson(r["power"] * reps, reps)
-        print(f"  A/A verdicts {r['counts']['A/A']}: false alarm {r['false_alarm'] * 100:.1f} % "
-              f"[{lo * 100:.1f}, {hi * 100:.1f}]")
-        print(f"  A/B verdicts {r['counts']['A/B +5%']}: power {r['power'] * 100:.1f} % [{plo * 100:.1f}, {phi * 100:.1f}]")
-        power = r["power"]
-        modelled = model_power(noise, looks)
-        if modelled is not None:
-            print(f"  power for +5 % at the measured A/A noise (stats.power_at): {modelled * 100:.1f} %")
-        if not can_resample(entry, looks, use_runs):
+        resample = can_resample(entry, looks, use_runs)
+        r = rates(entry, looks, reps, seed, use_runs, metrics)
+        for m in metrics:
+            noise = stats.paired_noise(aa_log_ratios(entry, use_runs, m))     # A2/A1 per round, all sessions
+            print("  " + resolution_line(noise, looks, m))
+            rm = r[m]
+            lo, hi = wilson(rm["false_alarm"] * reps, reps)
+            plo, phi = wilson(rm["power"] * reps, reps)
+            what = "+5 % planted" if planted(entry, m) else "no 5 % planted: the delays' own cost"
+            print(f"  {m} A/A verdicts {rm['counts']['A/A']}: false alarm {rm['false_alarm'] * 100:.1f} % "
+                  f"[{lo * 100:.1f}, {hi * 100:.1f}]")
+            print(f"  {m} A/B verdicts ({what}) {rm['counts']['A/B +5%']}: power {rm['power'] * 100:.1f} % "
+                  f"[{plo * 100:.1f}, {phi * 100:.1f}]")
+            power = rm["power"]
+            modelled = model_power(noise, looks)
+            if modelled is not None and planted(entry, m):
+                print(f"  {m} power for +5 % at the measured A/A noise (stats.power_at): {modelled * 100:.1f} %")
+            if not resample and planted(entry, m):
+                power = modelled if modelled is not None else power
+            fa_all.append(rm["false_alarm"])
+            pw_metric[m] = min(pw_metric.get(m, 1.0), power)
+            if planted(entry, m):
+                pw_planted.append(power)
+        check = resolution_check(entry, looks, reps, seed, use_runs)
+        if check is not None:
+            print(f"  honesty of the printed resolution: its {check[0]:.1%} planted on the real A2 rounds (as B) is "
+                  f"called regressed {check[1]:.1%} of the time (it promises 95 %)")
+        if not resample:
             print(f"  caution: fewer than {2 * looks[-1]} rounds per session for a budget of {looks[-1]}: the resampled "
                   f"decisions above are one A/B repeated, not rates; the bar line takes the modelled power")
-            power = modelled if modelled is not None else power
         print()
-        fa_all.append(r["false_alarm"])
-        pw_all.append(power)
-    return min(pw_all), max(fa_all)
+    return {"power": min(pw_planted), "false_alarm": max(fa_all), "metrics": list(metrics), "per_metric": pw_metric}
+
+
+def device_of(data: dict) -> str:
+    """The device a samples file was collected on (files before the field: their machine's GPUs)."""
+    if data.get("device"):
+        return "cpu" if data["device"] == "cpu" else "cuda"
+    machine = data.get("machine") or {}
+    return "cuda" if machine.get("gpu") or machine.get("gpu_count") else "cpu"
+
+
+def bar_line(bar: dict, max_rounds: int, device: str) -> str:
+    each = " ".join(f"{m}={p:.3f}" for m, p in bar["per_metric"].items())
+    return (f"ab_power_5pct={bar['power']:.3f} ab_false_alarm={bar['false_alarm']:.3f} rounds={max_rounds} "
+            f"metrics={','.join(bar['metrics'])} device={device} {each}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,11 +550,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=Path, nargs="+", help="statistics only, from samples file(s) written by a "
                                                             "collection (sessions of several files are combined)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="collect: cpu (default) or cuda")
-    from pytest_disagg.ab.workload import CPU_MODEL
+    from pytest_disagg.ab.workload import CPU_MODEL, GPU_MODEL
 
-    ap.add_argument("--model", help=f"collect: model fixture (default {CPU_MODEL} on cpu, {GPU_MODEL} on cuda; on a GPU "
-                                     "a larger one, e.g. llama-3.2-3b-shape, makes TTFT GPU work rather than host "
-                                     "overhead)")
+    ap.add_argument("--model", help=f"collect: model fixture (default {CPU_MODEL} on cpu, {GPU_MODEL} on cuda: "
+                                     "the devices' A/B shapes were chosen on these)")
+    ap.add_argument("--eager", choices=("auto", "yes", "no"), default="auto",
+                    help="collect: serve with --enforce-eager (auto: the device's policy, CUDA graphs on GPUs)")
+    ap.add_argument("--b-own-servers", action="store_true",
+                    help="collect: side B on servers of its own (default on GPUs: A2's servers behind a delaying "
+                         "proxy, one start fewer per session)")
+    ap.add_argument("--deadline-s", type=float, help="collect: start no round after this many seconds (the rounds "
+                                                     "so far are kept: a device call's time limit)")
     ap.add_argument("--gpus", default="0", help="collect on cuda: GPU indices (default 0)")
     ap.add_argument("--first-session", type=int, default=0, help="collect: number of the first session (to combine "
                                                                  "files of several commands)")
@@ -433,8 +600,12 @@ def main(argv: list[str] | None = None) -> int:
             gpus = tuple(int(g) for g in args.gpus.split(",")) if args.device == "cuda" else ()
         except ValueError:
             ap.error(f"--gpus={args.gpus!r}: give GPU indices like 0 or 0,1")
+        from pytest_disagg.options import parse_eager
+
         collect(args.collect_to, mediums, plan, device=args.device, gpus=gpus, first_session=args.first_session,
-                fresh=args.fresh, model=args.model, runs_per_round=args.runs_per_round)
+                fresh=args.fresh, model=args.model, runs_per_round=args.runs_per_round,
+                b_fronts_a2=False if args.b_own_servers else None, eager=parse_eager(args.eager),
+                deadline_s=args.deadline_s)
         paths = [args.collect_to]
     else:
         paths = args.samples
@@ -443,9 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     except SamplesFileError as exc:
         print(f"ab_power: {exc}", file=sys.stderr)
         return 2
-    power, false_alarm = statistics(data, reps=args.reps, seed=args.seed, max_rounds=args.max_rounds,
-                                    use_runs=args.use_runs)
-    print(f"ab_power_5pct={power:.3f} ab_false_alarm={false_alarm:.3f} rounds={args.max_rounds}")
+    bar = statistics(data, reps=args.reps, seed=args.seed, max_rounds=args.max_rounds, use_runs=args.use_runs)
+    print(bar_line(bar, args.max_rounds, device_of(data)))
     return 0
 
 

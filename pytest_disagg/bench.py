@@ -20,7 +20,7 @@ from .validity import assess
 
 # Fields of a DeploymentConfig that must not split baselines: ``variant`` only names a config in ids
 # (test-only faults and delays are mediums of their own: pytest_disagg.testing.faults).
-NOT_SUBJECT = ("variant",)
+NOT_SUBJECT = ("variant", "eager")          # eager: entered below as the resolved serving_mode
 DEFAULT_NOT_SUBJECT = {"weights": "dummy", "kv_cache_dtype": "auto"}
 
 
@@ -33,6 +33,10 @@ def subject_config(deployment) -> dict:
             cfg.pop(key)
     cfg["medium_definition"] = deployment.medium.describe()
     cfg["dtype"] = deployment.dtype
+    serving_mode = getattr(deployment.config, "serving_mode", None)     # an attached one: not known here
+    mode = serving_mode() if serving_mode else "eager"
+    if mode != "eager":              # every baseline before CUDA graphs was eager and keeps its hash
+        cfg["serving_mode"] = mode
     return cfg
 
 

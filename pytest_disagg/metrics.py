@@ -48,7 +48,7 @@ DEFAULT_SEED = stats.SUMMARY_SEED
 # deployments differed by 8-28 % in median latency (J/token by <= 3.5 %) and the former 5 %
 # latency default called a -16 % A/A shift an improvement: GPU hosts now get the CPU-measured
 # 15 % for latency and throughput and 10 % for energy, until gate_power.py has been run on a GPU
-# (the command in README). Override with --disagg-tolerance.
+# (the command in docs/gate-and-history.md). Override with --disagg-tolerance.
 DEFAULT_TOLERANCES = {"latency": 0.15, "throughput": 0.15, "energy": 0.10, "other": 0.15}
 CPU_HOST_TOLERANCES = {"latency": 0.15, "throughput": 0.15, "energy": 0.15, "other": 0.15}
 

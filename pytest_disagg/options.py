@@ -1,7 +1,12 @@
-"""Command-line/ini values → one validated, immutable ``DisaggOptions``.
+"""The core's option table, and command-line/ini values → one validated ``DisaggOptions``.
 
-Kept apart from plugin.py so that every rule about what a value may be sits in one place and is
-unit-testable without running pytest; each error names the option and the allowed values.
+Every option of the suite is an ``Option`` row (``optionspec.py``) in some package's ``OPTIONS``
+table (this module's for the core; ``ab/options.py``, and the ``pytest_plugin`` modules of energy/,
+baseline/, load/, export/, deploy/ for theirs), registered by the one call ``add_options``, so each
+has the same flag, ini twin, help and default in ``pytest --help``, in ini files and in README's
+option table (``python -m pytest_disagg.optiondoc`` writes it; a test fails when it differs).
+Adding an option is one row. The value rules sit here, unit-testable without running pytest; each
+error names the option and the allowed values.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from .deploy.launchers import LAUNCHERS
 from .kvspec import validate_kv_cache_dtype
 from .mediums import MediumRegistry
 from .models import ModelConfigError, available_models, resolve_model
+from .optionspec import Option, add_options, option_value, raw_values
 
 DEVICES = ("auto", "cpu", "cuda")
 PREFIX_CACHING = ("both", "on", "off")
@@ -19,6 +25,50 @@ PREFIX_CACHING = ("both", "on", "off")
 
 class OptionError(ValueError):
     """A bad option value; the plugin turns it into a pytest usage error."""
+
+
+OPTIONS = (
+    Option("--disagg-gpus", "disagg_gpus", "GPU indices, e.g. 0,1: prefill on the first half, decode on the "
+           "second; one GPU: both share it (memory split); none: CPU", metavar="I,J"),
+    Option("--disagg-device", "disagg_device", "auto, cpu or cuda (auto: cuda when --disagg-gpus is given)", "auto",
+           metavar="{auto,cpu,cuda}"),
+    Option("--disagg-mediums", "disagg_mediums", "comma-separated mediums (default: all; unavailable ones are "
+           "skipped with the reason)", metavar="A,B"),
+    Option("--disagg-model", "disagg_model", "model config: a name under fixtures/models or a path to a "
+           "config.json (served with --load-format dummy; the equality property builds a real tiny checkpoint "
+           "of it)", metavar="NAME|PATH"),
+    Option("--disagg-server-timeout", "disagg_server_timeout", "seconds a vLLM server may take to become healthy",
+           "600", metavar="S"),
+    Option("--disagg-logs", "disagg_logs", "directory where server and proxy logs are kept", metavar="DIR"),
+    Option("--disagg-prefix-caching", "disagg_prefix_caching", "both, on or off: prefix caching of the "
+           "deployments", "both", metavar="{both,on,off}"),
+    Option("--disagg-max-live", "disagg_max_live", "deployments kept running at once (least recently used are "
+           "stopped)", "1", metavar="N"),
+    Option("--disagg-preset", "disagg_preset", "a preset of set-ups and workloads (e.g. paper)",
+           metavar="NAME|PATH"),
+    Option("--disagg-json", "disagg_json", "write every run's results (config, fingerprint, metrics, energy, "
+           "verdicts) here", metavar="PATH"),
+    Option("--disagg-kv-cache-dtype", "disagg_kv_cache_dtype", "vLLM's --kv-cache-dtype for every server "
+           "(auto, float32, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2); sizes the self-check's bytes/token and, "
+           "when not auto, enters the baseline fingerprint's subject", "auto", metavar="DTYPE"),
+    Option("--disagg-equality-models", "disagg_equality_models", "further model configs (names or paths, "
+           "comma-separated, or none) the greedy-equality property runs on, with real checkpoints (default on "
+           "CPU: tiny-qwen3-cpu, on GPU: none)", metavar="A,B"),
+    Option("--disagg-launcher", "disagg_launcher", "where servers run: local (children of pytest) or ray (Ray "
+           "actors, prefill and decode on different nodes when the cluster has them)", "local",
+           metavar="{local,ray}"),
+    Option("--disagg-ray-address", "disagg_ray_address", "Ray cluster for --disagg-launcher=ray: auto or "
+           "HOST:PORT", "auto", metavar="auto|HOST:PORT"),
+    Option("--disagg-ray-resource", "disagg_ray_resource", "a custom Ray resource every server's node must have (e.g. "
+           "the nodes you label for the suite)",
+           metavar="NAME"),
+    Option("--disagg-eager", "disagg_eager", "serve with vLLM's --enforce-eager: auto (the device's policy: eager "
+           "on CPU, CUDA graphs and compilation on GPUs, as production serves), yes or no; the mode enters the "
+           "fingerprint and the baseline key", "auto", choices=("auto", "yes", "no")),
+    Option("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, "
+           "Dynamo, a vLLM you started): the suite starts nothing and drives, measures and gates that one",
+           metavar="FILE"),
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +89,7 @@ class DisaggOptions:
     ray_address: str = "auto"
     ray_resource: str | None = None
     attach: Path | None = None           # a deployment managed elsewhere (attach/)
+    eager: bool | None = None            # --enforce-eager; None: the device's policy (devices.py)
 
     @property
     def default_model(self) -> bool:
@@ -154,6 +205,17 @@ def parse_ray_address(value: str | None, launcher: str) -> str:
     return value
 
 
+def parse_output_file(value: str | None, option: str) -> Path | None:
+    """A file the session writes at its end, checked at its start: a directory there would
+    otherwise fail only after every benchmark had run."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise OptionError(f"{option}={value!r}: is a directory; give a file name")
+    return path
+
+
 def parse_attach(value: str | None, launcher: str) -> Path | None:
     if not value:
         return None
@@ -166,6 +228,16 @@ def parse_attach(value: str | None, launcher: str) -> Path | None:
     return path
 
 
+EAGER = {"auto": None, "yes": True, "no": False}
+
+
+def parse_eager(value: str | None) -> bool | None:
+    value = (value or "auto").strip()
+    if value not in EAGER:
+        raise OptionError(f"--disagg-eager={value!r}: allowed values are {', '.join(EAGER)}")
+    return EAGER[value]
+
+
 def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> DisaggOptions:
     """``raw`` maps option names (without the ``--disagg-`` prefix) to strings or None."""
     gpus = parse_gpus(raw.get("gpus"), visible_gpus)
@@ -173,7 +245,6 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
     if device == "cuda" and not gpus:
         gpus = (0,)
     logs = raw.get("logs")
-    json_path = raw.get("json")
     return DisaggOptions(
         gpus=gpus,
         device=device,
@@ -184,30 +255,16 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
         prefix_caching=parse_prefix_caching(raw.get("prefix_caching")),
         max_live=parse_positive(raw.get("max_live") or 1, "--disagg-max-live", int),
         preset=(raw.get("preset") or None),
-        json_path=Path(json_path) if json_path else None,
+        json_path=parse_output_file(raw.get("json"), "--disagg-json"),
         kv_cache_dtype=parse_kv_cache_dtype(raw.get("kv_cache_dtype")),
         equality_models=parse_equality_models(raw.get("equality_models"), device),
         launcher=(launcher := parse_launcher(raw.get("launcher"))),
         ray_address=parse_ray_address(raw.get("ray_address"), launcher),
         ray_resource=(raw.get("ray_resource") or None),
         attach=parse_attach(raw.get("attach"), launcher),
+        eager=parse_eager(raw.get("eager")),
     )
 
 
-def add_option_table(parser, group, table) -> None:
-    """Each (flag, ini, help, default) of ``table`` as a command-line option with its ini twin."""
-    for flag, ini, help_text, default in table:
-        group.addoption(flag, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
-        parser.addini(ini, help=help_text, default=default)
-
-
-def raw_option_values(config, table) -> dict:
-    """Option name without ``--disagg-`` -> the command line's value, else the ini's, else None."""
-    raw = {}
-    for flag, ini, _, _ in table:
-        value = config.getoption(ini)
-        raw[flag[len("--disagg-"):].replace("-", "_")] = value if value is not None else (config.getini(ini) or None)
-    return raw
-
-
-__all__ = ["DisaggOptions", "OptionError", "add_option_table", "available_models", "build_options", "raw_option_values"]
+__all__ = ["OPTIONS", "DisaggOptions", "Option", "OptionError", "add_options", "available_models", "build_options",
+           "option_value", "raw_values"]

@@ -28,7 +28,8 @@ from .energy.nodes import node_fingerprint
 from .energy.pytest_plugin import energy_gpus
 from .mediums import MediumRegistry
 from .mediums.base import count_cuda_devices
-from .options import DisaggOptions, OptionError, add_option_table, build_options, raw_option_values
+from .options import OPTIONS, DisaggOptions, OptionError, build_options
+from .optionspec import add_options, raw_values
 from .presets import Preset, PresetError, load_preset
 from .results import SessionResults
 from .session import (ATTACH_KEY, OPTIONS_KEY, PRESET_KEY, REGISTRY_KEY, REMOTE_METER_KEY, RESULTS_KEY, existing_pool,
@@ -47,41 +48,17 @@ MARKERS = {
     "ray": "runs servers through --disagg-launcher=ray on a loopback Ray cluster (needs ray)",
 }
 
-# (option, ini key, help, default)
-OPTIONS = [
-    ("--disagg-gpus", "disagg_gpus", "GPU indices, e.g. 0,1: prefill on the first half, decode on the second; "
-     "one GPU: both share it (memory split); none: CPU", None),
-    ("--disagg-device", "disagg_device", "auto, cpu or cuda (auto: cuda when --disagg-gpus is given)", "auto"),
-    ("--disagg-mediums", "disagg_mediums", "comma-separated mediums (default: all; unavailable ones are skipped with the reason)", None),
-    ("--disagg-model", "disagg_model", "model config: a name under fixtures/models or a path to a config.json", None),
-    ("--disagg-server-timeout", "disagg_server_timeout", "seconds a vLLM server may take to become healthy", "600"),
-    ("--disagg-logs", "disagg_logs", "directory where server and proxy logs are kept", None),
-    ("--disagg-prefix-caching", "disagg_prefix_caching", "both, on or off: prefix caching of the deployments", "both"),
-    ("--disagg-max-live", "disagg_max_live", "deployments kept running at once (least recently used are stopped)", "1"),
-    ("--disagg-preset", "disagg_preset", "a preset of set-ups and workloads (e.g. paper)", None),
-    ("--disagg-json", "disagg_json", "write every run's results (config, fingerprint, metrics, energy, verdicts) here", None),
-    ("--disagg-kv-cache-dtype", "disagg_kv_cache_dtype", "vLLM's --kv-cache-dtype for every server "
-     "(auto, float32, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2)", "auto"),
-    ("--disagg-equality-models", "disagg_equality_models", "further model configs (names or paths, comma-separated, "
-     "or none) the greedy-equality property runs on, with real checkpoints (default on CPU: tiny-qwen3-cpu)", None),
-    ("--disagg-launcher", "disagg_launcher", "where servers run: local (children of pytest) or ray (Ray actors, "
-     "prefill and decode on different nodes when the cluster has them)", "local"),
-    ("--disagg-ray-address", "disagg_ray_address", "Ray cluster for --disagg-launcher=ray: auto or HOST:PORT", "auto"),
-    ("--disagg-ray-resource", "disagg_ray_resource", "a custom Ray resource every server's node must have", None),
-    ("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, Dynamo, "
-     "a vLLM you started): the suite starts nothing and drives, measures and gates that one", None),
-]
 
 def pytest_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_addoption(parser):
-    add_option_table(parser, parser.getgroup("disagg", "disaggregated serving (pytest-disagg)"), OPTIONS)
+    add_options(parser, OPTIONS)
 
 
 def _raw_options(config) -> dict:
-    return raw_option_values(config, OPTIONS)
+    return raw_values(config, OPTIONS)
 
 
 def pytest_configure(config):

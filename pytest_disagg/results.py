@@ -256,18 +256,73 @@ def _samples(run, data: dict) -> dict[str, list[float]]:
 
 def load_results(path: Path) -> dict:
     """Read a results JSON (schema 1 or 2; schema 1 upgraded), with an error that names the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ResultsError(f"{path}: is a directory; give a results JSON file (written by --disagg-json)")
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such results file") from None
+        raise ResultsError(f"{path}: no such results file") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); was the run interrupted?") from None
+        raise ResultsError(f"{path}: not valid JSON ({exc}); was the run interrupted?") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot be read as a results JSON file ({exc})") from None
     if not isinstance(data, dict) or data.get("schema_version") not in READABLE_SCHEMAS or "runs" not in data:
         found = data.get("schema_version") if isinstance(data, dict) else None
-        raise ValueError(f"{path}: not a pytest-disagg results file of schema "
-                         f"{' or '.join(map(str, READABLE_SCHEMAS))} (schema_version={found!r})")
-    return upgrade(data)
+        raise ResultsError(f"{path}: not a pytest-disagg results file of schema "
+                           f"{' or '.join(map(str, READABLE_SCHEMAS))} (schema_version={found!r})")
+    data = upgrade(data)
+    check_numbers(data, str(path))
+    return data
+
+
+# Run fields, and fields of a run's ``energy`` record, that hold a number (or null) when present.
+RUN_NUMBERS = ("n_ok", "n_failed", "wall_s", "warmup")
+ENERGY_NUMBERS = ("joules_per_token", "joules_per_request", "total_joules", "gpu_joules", "seconds",
+                  "counter_period_s", "output_tokens", "prompt_tokens", "requests")
+
+
+def check_numbers(data: dict, source: str) -> None:
+    """A :class:`ResultsError` naming the file, the run and the field where a number is expected
+    and something else is stored. Why at load time: a string there (``"p50": "fast"``) reached the
+    report as a silent "-" and ``baselines history`` as float()'s message, with no file named."""
+    for i, run in enumerate(data.get("runs") or []):
+        if not isinstance(run, dict):
+            continue
+        for where, value in _numeric_fields(run):
+            if not _is_number(value):
+                test = run.get("test") or run.get("benchmark") or "?"
+                raise ResultsError(f"{source}: runs[{i}] ({test}): {where} is {value!r}, not a number")
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _numeric_fields(run: dict):
+    """(field path, value) of every place of a run that holds a number."""
+    yield from ((key, run[key]) for key in RUN_NUMBERS if key in run)
+    for name, summary in _mapping(run.get("summary")).items():
+        for stat, value in _mapping(summary).items():
+            if stat == "ci":
+                for q, pair in _mapping(value).items():
+                    yield from ((f"summary.{name}.ci.{q}[{j}]", v) for j, v in enumerate(_items(pair)))
+            else:
+                yield f"summary.{name}.{stat}", value
+    yield from ((f"scalars.{name}", value) for name, value in _mapping(run.get("scalars")).items())
+    for name, values in _mapping(run.get("samples")).items():
+        yield from ((f"samples.{name}[{j}]", v) for j, v in enumerate(_items(values)))
+    energy = _mapping(run.get("energy"))
+    yield from ((f"energy.{key}", energy[key]) for key in ENERGY_NUMBERS if key in energy)
+
+
+def _mapping(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 __all__ = ["AB_REQUIRED", "READABLE_SCHEMAS", "RUN_FIELDS", "SCHEMA_VERSION", "SUMMARY_COLUMNS", "ResultsError",
-           "SessionResults", "gate_word", "load_results", "upgrade"]
+           "SessionResults", "check_numbers", "gate_word", "load_results", "upgrade"]

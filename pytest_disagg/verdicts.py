@@ -72,6 +72,28 @@ def failed(word: str) -> bool:
     return normalize(word) == REGRESSED
 
 
+DEFAULT_FAIL_ON = frozenset({REGRESSED})
+
+
+def parse_fail_on(text: str | None, option: str = "--fail-on") -> frozenset[str]:
+    """The words that make a comparison command exit non-zero: comma-separated words of the
+    vocabulary (older spellings accepted), ``none`` for none; default ``regressed``, the word that
+    fails a gate (:func:`failed`). One rule for every command that compares (``baselines diff``
+    now, ``compare`` later), so that their exit codes agree."""
+    if text is None or not text.strip():
+        return DEFAULT_FAIL_ON
+    if text.strip() == "none":
+        return frozenset()
+    words = set()
+    for part in text.split(","):
+        try:
+            words.add(normalize(part.strip()))
+        except VerdictError:
+            raise VerdictError(f"{option}={text!r}: {part.strip()!r} is not a verdict; give words of "
+                               f"{', '.join(WORDS)} (comma-separated) or none") from None
+    return frozenset(words)
+
+
 def badness(direction: str, ratio: float) -> float:
     """The ratio new/old turned so that > 1 means worse, whichever way the metric points."""
     if direction == "lower":
@@ -110,5 +132,5 @@ def decide(direction: str, tolerance: float, lo: float, hi: float) -> str:
     return UNDECIDED
 
 
-__all__ = ["IMPROVED", "INVALID", "LEGACY", "NOT_COMPARED", "REGRESSED", "SAME", "UNDECIDED", "WORDS",
-           "VerdictError", "badness", "decide", "failed", "normalize", "rank", "worst"]
+__all__ = ["DEFAULT_FAIL_ON", "IMPROVED", "INVALID", "LEGACY", "NOT_COMPARED", "REGRESSED", "SAME", "UNDECIDED",
+           "WORDS", "VerdictError", "badness", "decide", "failed", "normalize", "parse_fail_on", "rank", "worst"]

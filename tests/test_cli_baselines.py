@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pytest_disagg import verdicts
 from pytest_disagg.baseline import document
 from pytest_disagg.baseline.fingerprint import Fingerprint
 from pytest_disagg.baseline.store import BaselineStore
@@ -90,7 +91,7 @@ def test_show_unknown_benchmark_lists_the_known_ones(capsys, tree):
 def test_diff_shows_the_changed_fields_and_judges_b_against_a(capsys, tree):
     store, old, new = tree
     code, out, _ = cli(capsys, store, "diff", old, new, "--tolerance", "latency=5%,throughput=10%")
-    assert code == 0
+    assert code == 3                                    # a row says regressed: --fail-on's default
     assert "vllm" in out and "0.31.0" in out and "0.32.0" in out
     nixl_tpot = next(line for line in out.splitlines() if "nixl-cpu" in line and "tpot_ms" in line)
     colo_tpot = next(line for line in out.splitlines() if "colocated" in line and "tpot_ms" in line)
@@ -136,3 +137,31 @@ def test_patterns_take_brackets_literally(capsys, tree):
     assert code == 0 and "t::tpot[nixl-cpu-pc0] (baseline)" in out
     code, out, _ = cli(capsys, store, "history", "tpot_ms", "*[colocated-pc?]")
     assert code == 0 and out.count("colocated") == 2 and "nixl" not in out
+
+
+def test_diff_fails_on_regressed_by_default_and_as_told(capsys, tree):
+    store, old, new = tree
+
+    def diff(*args):
+        return main(["baselines", "diff", old, new, *args, "--dir", str(store.root),
+                     "--tolerance", "latency=5%,throughput=10%"])
+
+    assert diff() == 3
+    assert "2 row(s) say regressed (--fail-on regressed" in capsys.readouterr().err
+    assert diff("--fail-on", "none") == 0
+    assert diff("*colocated*") == 0                  # those rows are not regressed
+    capsys.readouterr()
+    assert diff("*colocated*", "--fail-on", "regressed,same,undecided,improved") == 3
+    assert "row(s) say same" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:        # argparse: a usage error
+        diff("--fail-on", "fast")
+    assert exited.value.code == 2 and "'fast' is not a verdict" in capsys.readouterr().err
+
+
+def test_fail_on_words():
+    assert verdicts.parse_fail_on(None) == {"regressed"}
+    assert verdicts.parse_fail_on("none") == frozenset()
+    assert verdicts.parse_fail_on("regression, inconclusive") == {"regressed", "undecided"}   # older spellings
+    with pytest.raises(verdicts.VerdictError, match="--fail-on='worse': 'worse' is not a verdict; give words of "
+                                                    "regressed, invalid"):
+        verdicts.parse_fail_on("worse")

@@ -17,7 +17,7 @@ PLUGIN = ("-p", "pytest_disagg.energy.pytest_plugin", "-p", "no:cacheprovider")
 def test_options_are_in_the_disagg_group(pytester):
     result = pytester.runpytest(*PLUGIN, "--help")
     out = result.stdout.str()
-    assert "disagg:" in out
+    assert "disaggregated serving (pytest-disagg):" in out     # the group's title, whichever plugin made it
     for opt in ("--disagg-dvfs={off,dry-run,apply}", "--disagg-dvfs-grid=LO:HI:N", "--disagg-energy-gpus=I,J"):
         assert opt in out
     for ini in ("disagg_dvfs ", "disagg_dvfs_grid", "disagg_energy_gpus"):

@@ -151,17 +151,6 @@ def test_summary_only_runs_give_exact_moments_and_flagged_estimates():
     assert set(entry["extra_info"]["estimated"]) >= {"q1", "q3", "iqr"}
 
 
-def test_quartiles_follow_pytest_benchmark_for_every_remainder():
-    from pytest_benchmark.stats import Stats
-
-    for n in range(1, 12):
-        values = [float((i * 7) % 13) for i in range(n)]
-        ref = Stats()
-        for v in values:
-            ref.update(v)
-        assert benchstats.quartiles(sorted(values)) == pytest.approx((ref.q1, ref.q3)), n
-
-
 # --- the command and pytest-benchmark compare ------------------------------------------------
 
 def test_compare_lists_every_figure_of_two_exported_runs(tmp_path):

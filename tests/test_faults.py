@@ -75,8 +75,19 @@ def test_bad_test_mediums_are_refused():
         faults.faulty(registry.get("nixl-cpu"), "melt")
     with pytest.raises(ValueError, match="breaks a kv_params hand-off; medium 'disk' has 'storage'"):
         faults.faulty(registry.get("disk"))
-    with pytest.raises(ValueError, match="extra_delay_ms must be > 0"):
+    with pytest.raises(ValueError, match="one of them > 0"):
         faults.delayed(registry.get("colocated"), 0)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        faults.delayed(registry.get("colocated"), 5, -1)
+
+
+def test_a_token_delay_is_a_medium_of_its_own_with_its_proxy_flag():
+    registry = MediumRegistry()
+    both = faults.delayed(registry.get("colocated"), 5, 0.4)
+    assert both.name == "colocated+delay5ms+tpot0.4ms"
+    args = both.proxy_args(None)
+    assert args[args.index("--extra-token-delay-ms") + 1] == "0.4" and "--extra-delay-ms" in args
+    assert faults.delayed(registry.get("colocated"), token_delay_ms=0.4).name == "colocated+tpot0.4ms"
 
 
 def test_a_delayed_or_faulty_medium_has_a_subject_hash_of_its_own():
@@ -93,7 +104,8 @@ def test_a_delayed_or_faulty_medium_has_a_subject_hash_of_its_own():
 PINNED = [
     (dict(medium="colocated", block_size=32), "369d2d826d36"),
     (dict(medium="nixl-cpu", block_size=32, prefix_caching=True), "590038d427f7"),
-    (dict(medium="lmcache-nixl", device="cuda", gpus=(0, 1), model="tiny-llama-gpu"), "1274a198d9ee"),
+    # every GPU baseline before CUDA graphs was served eager: eager keeps that hash
+    (dict(medium="lmcache-nixl", device="cuda", gpus=(0, 1), model="tiny-llama-gpu", eager=True), "1274a198d9ee"),
 ]
 
 
@@ -101,3 +113,13 @@ PINNED = [
 def test_an_ordinary_configs_subject_hash_is_unchanged(fields, expected):
     assert _subject_hash(MediumRegistry(), DeploymentConfig(**fields)) == expected
 
+
+
+def test_cuda_graphs_serving_is_a_subject_of_its_own():
+    """The GPU default (vLLM's CUDA graphs) must never be gated against an eager baseline."""
+    fields = dict(medium="lmcache-nixl", device="cuda", gpus=(0, 1), model="tiny-llama-gpu")
+    graphs = _subject_hash(MediumRegistry(), DeploymentConfig(**fields))
+    assert graphs != _subject_hash(MediumRegistry(), DeploymentConfig(**fields, eager=True))
+    assert graphs == _subject_hash(MediumRegistry(), DeploymentConfig(**fields, eager=False))
+    assert DeploymentConfig(**fields).serving_mode() == "cuda-graphs"
+    assert DeploymentConfig(medium="colocated").serving_mode() == "eager"

@@ -172,3 +172,55 @@ def test_bad_body_is_400():
 def test_bad_construction(args, words):
     with pytest.raises(ValueError, match=words):
         DisaggProxy(*args)
+
+
+class _FakeClock:
+    """Time that moves only when the pacer sleeps: the pacing's arithmetic without a wall clock."""
+
+    def __init__(self):
+        self.now, self.sleeps = 100.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 9))
+        self.now += seconds
+
+
+async def _chunks(*parts: bytes, error: Exception | None = None):
+    for p in parts:
+        yield p
+    if error is not None:
+        raise error
+
+
+def _paced(parts, delay_s, clock, error=None) -> list[bytes]:
+    from pytest_disagg.deploy.proxy import paced_events
+
+    async def collect():
+        return [e async for e in paced_events(_chunks(*parts, error=error), delay_s, clock=clock, sleep=clock.sleep)]
+    return asyncio.run(collect())
+
+
+def test_token_pacing_lengthens_each_gap_between_events_by_the_delay():
+    clock = _FakeClock()
+    # three events arriving together, the second split across chunks; the first leaves at once
+    events = _paced([b"data: 0\n\ndata: ", b"1\n\ndata: 2\n\n", b"data: [DONE]\n\n"], 0.004, clock)
+    assert events == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"]
+    assert clock.sleeps == [0.004, 0.004, 0.004]          # event k leaves k * 4 ms after arrival
+
+
+def test_token_pacing_passes_an_upstream_error_on():
+    with pytest.raises(ConnectionResetError):
+        _paced([b"data: 0\n\n"], 0.001, _FakeClock(), error=ConnectionResetError("gone"))
+
+
+def test_token_delay_flag_reaches_the_proxy_and_is_checked():
+    from pytest_disagg.deploy.proxy import build
+
+    proxy, _ = build(["--mode", "none", "--backend", "http://127.0.0.1:1", "--port", "1",
+                      "--extra-token-delay-ms", "0.5"])
+    assert proxy.token_delay_s == 0.0005
+    with pytest.raises(ValueError, match="extra-token-delay-ms must be >= 0"):
+        DisaggProxy("none", [], ["http://127.0.0.1:1"], extra_token_delay_ms=-1)

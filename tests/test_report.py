@@ -18,7 +18,8 @@ from pytest_disagg.results import SessionResults
 
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 FULL_PLOTS = {"latency_vs_rate.png", "energy_per_token.png", "energy_by_component-latency.png",
-              "energy_by_component-kv_reuse.png", "pareto_clocks.png", "batch_sweep.png", "kv_reuse.png"}
+              "energy_by_component-kv_reuse.png", "pareto_clocks.png", "batch_sweep.png", "kv_reuse.png",
+              "ttft_split.png"}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_dvfs_runs_without_energy_say_so(full_doc, tmp_path):
 
 def test_sparse_report_builds_and_says_what_is_missing(sparse_doc, tmp_path):
     page = build_report(sparse_doc, tmp_path).read_text()
-    assert pngs(tmp_path) == {"latency_vs_rate.png"} == referenced(page)
+    assert pngs(tmp_path) == {"latency_vs_rate.png", "ttft_split.png"} == referenced(page)
     assert "only colocated set-ups ran" in section(page, "Latency vs request rate")
     energy = section(page, "Energy per token")
     assert "**Not measured:**" in energy and "this session ran on CPU" in energy
@@ -153,7 +154,7 @@ def test_a_rerun_into_the_same_directory_leaves_no_stale_plot(full_report, spars
         (tmp_path / name).write_bytes((out / name).read_bytes())
     (tmp_path / "notes.txt").write_text("kept")
     page = build_report(sparse_doc, tmp_path).read_text()
-    assert pngs(tmp_path) == referenced(page) == {"latency_vs_rate.png"}
+    assert pngs(tmp_path) == referenced(page) == {"latency_vs_rate.png", "ttft_split.png"}
     assert (tmp_path / "notes.txt").read_text() == "kept"
 
 

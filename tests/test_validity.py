@@ -99,3 +99,22 @@ def test_fake_server_stream_without_gaps_is_bursty_and_with_gaps_is_valid():
     steady = run_against(FakeServerConfig(ttft_s=0.005, itl_s=0.004), spec)
     assert "token-bursts" not in validity.assess(steady).reasons
     assert steady.loop_lag_ms and steady.client_figures()["loop_lag_samples"] == len(steady.loop_lag_ms)
+
+
+def test_a_host_stall_that_drains_is_not_a_growing_queue():
+    # colocated at 5.7, 11 and 18 req/s in docs/example-report: ~20 ms TTFT, then a cluster of requests
+    # held 150-800 ms by the host (vLLM's queue time ~1 ms) landing in the last quarter
+    quiet = [18.0 + (i % 5) for i in range(40)]
+    drained = quiet[:25] + [264, 265, 474, 474, 475, 484, 393, 427, 302, 199, 83] + [15, 16, 18, 16]
+    late = quiet[:31] + [583, 584, 587, 587, 729, 814, 736, 736, 682]
+    for ttft in (drained, late):
+        grew, figures = validity.queue_growth(ttft)
+        assert not grew and figures["ttft_last_quarter_ms"] > validity.QUEUE_GROWTH * figures["ttft_first_quarter_ms"]
+
+
+def test_a_queue_that_stays_built_is_growing():
+    grew, figures = validity.queue_growth([20.0 + 30.0 * i for i in range(40)])
+    assert grew and figures["ttft_last_eighth_ms"] > figures["ttft_third_quarter_ms"]
+    # disk at 25 req/s in docs/example-report: a step up that never drains (also 53 % completions)
+    step = [71, 103, 237, 234, 212, 212, 205, 87, 212, 186, 270, 262, 264] + [1600.0] * 27
+    assert validity.queue_growth(step)[0]

@@ -76,3 +76,15 @@ def test_nightly_gpu_publishes_the_report_and_the_trend_series():
         assert len({s["with"]["name"] for s in trends}) == len(trends)
     steps = [s.get("name") for s in job["steps"]]
     assert all(steps.index(s["name"]) > steps.index("Latency load sweep") for s in trends)
+
+
+def test_nightly_gpu_runs_the_ab_against_the_previous_vllm_with_graphs():
+    """Issue 27: the nightly A/B of this vLLM (side B) against the previous release (side A, a second
+    environment), on the GPU A/B workload; never eager (production mode is the GPU default)."""
+    wf = yaml.safe_load((ROOT / ".github/workflows/nightly-gpu.yml").read_text())
+    step = next(s for s in wf["jobs"]["gpu-regression"]["steps"] if s.get("name") == "A/B against the previous vLLM release")
+    assert step["if"].startswith("always()") and "matrix.vllm == 'latest'" in step["if"]
+    run = step["run"]
+    assert "tests/benchmarks/test_ab_latency.py" in run and '--disagg-ab="$PWD/.venv/bin/python"' in run
+    assert ". .venv-previous/bin/activate" in run and "--disagg-json=" in run
+    assert "enforce-eager" not in _runs(wf) and "--disagg-eager=yes" not in _runs(wf)

@@ -9,7 +9,9 @@ import os
 import shlex
 from dataclasses import dataclass
 
+from ..devices import policy
 from ..options import OptionError, parse_positive
+from ..optionspec import Option
 
 FRESH = ("auto", "yes", "no")
 DEFAULT_FRESH = "yes"
@@ -18,23 +20,26 @@ MIN_ROUNDS = 10          # the first look: the smallest exact signed-rank p is 2
 ROUND_STEP = 2           # rounds added per look while a metric is undecided
 DEFAULT_RUNS_PER_ROUND = 1
 
-# (option, ini key, help, default) — the same table shape as plugin.OPTIONS
-OPTIONS = [
-    ("--disagg-ab", "disagg_ab", "A/B: side B's Python interpreter (a venv with other vLLM/NIXL/LMCache), "
-     "or 'same' for this one (with --disagg-ab-env / --disagg-ab-server-args)", None),
-    ("--disagg-ab-env", "disagg_ab_env", "A/B: environment of side B's servers, K=V,K2=V2", None),
-    ("--disagg-ab-server-args", "disagg_ab_server_args", "A/B: extra vLLM server arguments of side B "
-     "(one shell-quoted string, e.g. '--max-num-seqs 64')", None),
-    ("--disagg-ab-max-rounds", "disagg_ab_max_rounds", f"A/B: most rounds per side while a verdict is undecided "
-     f"(at least {MIN_ROUNDS})", str(DEFAULT_MAX_ROUNDS)),
-    ("--disagg-ab-fresh", "disagg_ab_fresh", "A/B: fresh deployments every round: yes (default: two deployments "
-     "of the same software differ by up to ~20 percent in median TTFT, measured, and only fresh ones make that "
-     "noise instead of a verdict), no (both sides stay up: for checking the mechanics), or auto (no on CPU, yes "
-     "on GPUs)", DEFAULT_FRESH),
-    ("--disagg-ab-runs-per-round", "disagg_ab_runs_per_round", "A/B: runs of each side per round on the round's "
-     "deployments (A B B A ...; the round's figure pools them): more runs average the host's moment at the "
-     "price of time, fresh starts stay one per side and round", str(DEFAULT_RUNS_PER_ROUND)),
-]
+OPTIONS = (
+    Option("--disagg-ab", "disagg_ab", "A/B: side B's Python interpreter (a venv with other vLLM/NIXL/LMCache), "
+           "or 'same' for this one (with --disagg-ab-env / --disagg-ab-server-args)", metavar="PYTHON|same",
+           group="disagg-ab"),
+    Option("--disagg-ab-env", "disagg_ab_env", "A/B: environment of side B's servers, K=V,K2=V2", metavar="K=V,...",
+           group="disagg-ab"),
+    Option("--disagg-ab-server-args", "disagg_ab_server_args", "A/B: extra vLLM server arguments of side B "
+           "(one shell-quoted string, e.g. '--max-num-seqs 64')", metavar="'ARGS'", group="disagg-ab"),
+    Option("--disagg-ab-max-rounds", "disagg_ab_max_rounds", f"A/B: most rounds per side while a verdict is "
+           f"undecided (at least {MIN_ROUNDS})", str(DEFAULT_MAX_ROUNDS), metavar="N", group="disagg-ab"),
+    Option("--disagg-ab-fresh", "disagg_ab_fresh", "A/B: fresh deployments every round: yes (default: two "
+           "deployments of the same software differ by up to ~20 percent in median TTFT, measured, and only fresh "
+           "ones make that noise instead of a verdict), no (both sides stay up), or auto (the device's policy: "
+           "yes on CPU, where starts land 4-8 percent apart, no on GPUs, where no start-to-start offset above ~0.5 "
+           "percent was seen)", DEFAULT_FRESH, metavar="{auto,yes,no}", group="disagg-ab"),
+    Option("--disagg-ab-runs-per-round", "disagg_ab_runs_per_round", "A/B: runs of each side per round on the "
+           "round's deployments (A B B A ...; the round's figure pools them): more runs average the host's moment "
+           "at the price of time, fresh starts stay one per side and round", str(DEFAULT_RUNS_PER_ROUND),
+           metavar="N", group="disagg-ab"),
+)
 
 
 def looks_for(max_rounds: int, min_rounds: int = MIN_ROUNDS, step: int = ROUND_STEP) -> tuple[int, ...]:
@@ -61,7 +66,8 @@ class ABOptions:
         return looks_for(self.max_rounds, self.min_rounds, self.step)
 
     def fresh_for(self, device: str) -> bool:
-        return self.fresh == "yes" or (self.fresh == "auto" and device != "cpu")
+        """auto: the device's policy (``devices.py``: fresh on the CPU box, kept up on GPUs)."""
+        return self.fresh == "yes" or (self.fresh == "auto" and policy(device).ab_fresh)
 
     def describe(self) -> dict:
         return {"python": self.python, "env": dict(self.env), "server_args": list(self.server_args),

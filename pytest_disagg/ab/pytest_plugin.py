@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ..baseline.pytest_plugin import machine_fingerprint
-from ..options import OptionError, add_option_table, raw_option_values
+from ..options import OptionError
+from ..optionspec import add_options, raw_values
 from .options import OPTIONS, build_ab_options
 from .probe import probe_interpreter, side_fingerprint
 from .runner import ABSession
@@ -16,11 +17,11 @@ _AB_KEY = pytest.StashKey["ABSession | None"]()
 
 
 def pytest_addoption(parser):
-    add_option_table(parser, parser.getgroup("disagg-ab", "A/B in one session (pytest-disagg)"), OPTIONS)
+    add_options(parser, OPTIONS)
 
 
 def raw_ab_options(config) -> dict:
-    return raw_option_values(config, OPTIONS)
+    return raw_values(config, OPTIONS)
 
 
 def pytest_configure(config):

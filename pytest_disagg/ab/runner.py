@@ -29,9 +29,10 @@ from ..metrics import METRICS
 from .decide import CONFIDENCE, SAME_BAND, Sequential, round_order
 from .options import ABOptions
 
-# Per-request metrics decided from each round's median, and run-level figures (one per round).
+# Per-request metrics decided from each round's median, and run-level figures (one per round);
+# energy per token only where the session measures energy (an NVML meter: GPUs).
 REQUEST_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms")
-RUN_METRICS = ("output_throughput", "request_throughput")
+RUN_METRICS = ("output_throughput", "request_throughput", "energy_j_per_token")
 AB_METRICS = REQUEST_METRICS + RUN_METRICS
 
 
@@ -64,6 +65,13 @@ class ABSession:
 
     def verdict(self) -> str:
         return words.worst([p["verdict"] for p in self.pairs])
+
+
+def side_a_config(config, session: ABSession, pool):
+    """The config side A runs on: on GPUs, where both sides stay up between rounds, each takes half
+    the memory it would take alone (a side started with all of it leaves the other none)."""
+    both_up = not session.options.fresh_for(config.device) or session.options.runs_per_round > 1
+    return pool.sharing_gpus(config, 2) if both_up else config
 
 
 def round_figures(run) -> dict[str, list[float]]:
@@ -110,14 +118,15 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
     cfg = {"A": deployment.config, "B": session.side_b(deployment.config)}
     fresh = session.options.fresh_for(deployment.config.device)
     runs_per_round = session.options.runs_per_round
-    if deployment.config.device == "cpu" and (not fresh or runs_per_round > 1):
+    if not fresh or runs_per_round > 1:
         pool.max_live = max(pool.max_live, 2)       # both sides stay up between rounds, or a round's runs
-    seq = Sequential({m: METRICS[m].direction for m in AB_METRICS}, session.options.looks())
+    looks = session.options.looks()
+    seq: Sequential | None = None        # made on the first round: the metrics both sides measure
     results = bench.results
     indices: list[int] = []
     keys: dict[str, str] = {}
     last: dict[str, Any] = {}
-    for k, order in enumerate(round_order(seq.max_rounds)):
+    for k, order in enumerate(round_order(looks[-1])):
         figures: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
         for rep, side in round_runs(order, runs_per_round):
             dep = announced_get(pool, cfg[side], f"{cfg[side].key()} (A/B round {k + 1}, side {side})")
@@ -136,12 +145,16 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
             for metric, values in round_figures(run).items():
                 figures[side].setdefault(metric, []).extend(values)
             last[side] = (run, entry)
+        if seq is None:
+            seq = Sequential({m: METRICS[m].direction for m in AB_METRICS if figures["A"].get(m) and figures["B"].get(m)},
+                             looks)
         seq.add_round(figures["A"], figures["B"])
         if fresh:
             for side in "AB":
                 pool.release(cfg[side])
         if seq.look():
             break
+    assert seq is not None
     sides_of = {"A": [i for i in indices if results.runs[i].get("side") == "A"],
                 "B": [i for i in indices if results.runs[i].get("side") == "B"]}
     pairs = [results.add_ab_pair(pair_entry(v, benchmark=benchmark, name=name, test=bench.request.node.nodeid,

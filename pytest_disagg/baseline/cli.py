@@ -2,7 +2,8 @@
 
 ``register(subparsers)`` adds the ``baselines`` command to the top-level parser of
 ``pytest_disagg/cli.py``; each subcommand sets ``func(args) -> int`` and prints tables with
-tabulate. Unknown ids exit 2 with the ids that do exist; unreadable files exit 1 naming them.
+tabulate. Unknown ids exit 2 with the ids that do exist; unreadable files exit 1 naming them;
+``diff`` exits 3 when a row's verdict is one of ``--fail-on`` (default: regressed).
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from .. import verdicts
 from ..results import load_results
 from . import views
 from .fingerprint import describe_machine
 from .settings import SettingsError, parse_tolerance
 from .store import BaselineError, BaselineStore
 
-EXIT_OK, EXIT_BAD_FILE, EXIT_UNKNOWN = 0, 1, 2
+EXIT_OK, EXIT_BAD_FILE, EXIT_UNKNOWN, EXIT_FAILED = 0, 1, 2, 3
 
 
 def _store(args) -> BaselineStore:
@@ -86,7 +88,17 @@ def cmd_diff(args) -> int:
     for side, names in (("A", result.only_a), ("B", result.only_b)):
         if names:
             print(f"\nonly under {side}: {', '.join(names)}")
-    return EXIT_OK
+    return _diff_exit(result.words, args.fail_on)
+
+
+def _diff_exit(words: list[str], fail_on: frozenset[str]) -> int:
+    failing = sorted({w for w in words if w in fail_on})
+    if not failing:
+        return EXIT_OK
+    count = sum(1 for w in words if w in fail_on)
+    print(f"pytest-disagg baselines: {count} row(s) say {', '.join(failing)} (--fail-on "
+          f"{','.join(sorted(fail_on))}; --fail-on none never fails)", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def cmd_history(args) -> int:
@@ -108,7 +120,9 @@ def cmd_history(args) -> int:
         else:
             print(f"\nno change point (E-Divisive means, Apache Otava, p < {args.cp_pvalue:g}; a series "
                   "needs 4 points or more)")
-    return EXIT_OK
+    for error in result.unreadable:
+        print(f"pytest-disagg baselines: left out {error}", file=sys.stderr)
+    return EXIT_BAD_FILE if result.unreadable else EXIT_OK
 
 
 def cmd_refresh(args) -> int:
@@ -132,6 +146,13 @@ def _pvalue(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"--cp-pvalue {text!r}: must be between 0 and 1 (exclusive)")
     return value
+
+
+def _fail_on(text: str) -> frozenset[str]:
+    try:
+        return verdicts.parse_fail_on(text)
+    except verdicts.VerdictError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -160,6 +181,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("b")
     p.add_argument("pattern", nargs="?", help="only benchmarks matching this shell pattern")
     p.add_argument("--tolerance", default=None, help="as --disagg-tolerance, e.g. 3%% or latency=2%%,throughput=10%%")
+    p.add_argument("--fail-on", type=_fail_on, default=verdicts.DEFAULT_FAIL_ON, metavar="WORDS",
+                   help="exit 3 when a row's verdict is one of these words (comma-separated, or none; "
+                        "default: regressed)")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("history", parents=[common], help="one metric across fingerprints, oldest first")

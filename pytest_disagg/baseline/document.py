@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 SIGNIFICANT_DIGITS = 5
 SUMMARY_CONFIDENCE = 0.95
 PERCENTILES = (10, 50, 90, 99)
+STORED_STATS = ("median", "mean", *(f"p{p}" for p in PERCENTILES), "ci_confidence")   # summarise()'s numbers
 
 
 class BaselineError(ValueError):
@@ -146,6 +147,11 @@ def validate(data: Any, source: str) -> dict:
             _need(bad is None, source, f"{where}: sample {bad} is not a finite number")
             _need(entry.get("n") == len(values), source,
                   f"{where}: n = {entry.get('n')!r} but {len(values)} samples stored (truncated or edited?)")
+            stored = [(k, entry[k]) for k in STORED_STATS if k in entry]
+            ci = entry.get("median_ci", [])
+            stored += [(f"median_ci[{j}]", v) for j, v in enumerate(ci if isinstance(ci, list) else [ci])]
+            bad_stat = next((k for k, v in stored if not _finite_number(v)), None)
+            _need(bad_stat is None, source, f"{where}: {bad_stat} is {dict(stored).get(bad_stat)!r}, not a finite number")
         elif kind == "scalar":
             _need(_finite_number(entry.get("value")), source, f"{where}: value is not a finite number")
         else:

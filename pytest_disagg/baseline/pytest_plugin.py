@@ -30,21 +30,21 @@ from .document import git_commit
 from .gate import Verdict, format_table
 from ..metrics import default_tolerances
 from .store import BaselineError, BaselineStore
+from ..optionspec import Option, add_options, option_value
 
-# (flag, ini name, metavar, help, ini default)
 OPTIONS = (
-    ("--disagg-baseline", "disagg_baseline", "{off,warn,check,strict}",
-     "baseline gate: off, warn (report only), check (regressions fail; a missing baseline records a "
-     "candidate) or strict (missing baselines fail too)", settings_mod.DEFAULT_MODE),
-    ("--disagg-baselines-dir", "disagg_baselines_dir", "DIR", "baselines directory, relative to the rootdir",
-     "baselines"),
-    ("--disagg-tolerance", "disagg_tolerance", "SPEC",
-     "tolerance of the gate: 3% for every metric, or by family/metric: latency=2%,throughput=10%,ttft_ms=1.5%", ""),
-    ("--disagg-gate-confidence", "disagg_gate_confidence", "C", "confidence level of the gate's bootstrap CI "
-     "(default 0.99)", ""),
+    Option("--disagg-baseline", "disagg_baseline", "baseline gate: off, warn (report only), check (regressions "
+           "fail; a missing baseline records a candidate) or strict (missing baselines fail too)",
+           settings_mod.DEFAULT_MODE, metavar="{off,warn,check,strict}"),
+    Option("--disagg-baselines-dir", "disagg_baselines_dir", "baselines directory, relative to the rootdir",
+           "baselines", metavar="DIR"),
+    Option("--disagg-tolerance", "disagg_tolerance", "tolerance of the gate: 3% for every metric, or by "
+           "family/metric: latency=2%,throughput=10%,ttft_ms=1.5%", "", metavar="SPEC"),
+    Option("--disagg-gate-confidence", "disagg_gate_confidence", "confidence level of the gate's bootstrap CI "
+           "(default 0.99)", "", metavar="C"),
+    Option("--disagg-refresh-baselines", "disagg_refresh_baselines", "rewrite the baselines of the tests that ran "
+           "with this run's figures", switch=True),
 )
-REFRESH = ("--disagg-refresh-baselines", "disagg_refresh_baselines",
-           "rewrite the baselines of the tests that ran with this run's figures")
 USER_PROPERTY = "disagg_baseline"
 
 SETTINGS_KEY = pytest.StashKey[settings_mod.Settings]()
@@ -54,29 +54,17 @@ CHECKS_KEY = pytest.StashKey[list]()          # on an item: its CheckResults
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("disagg")
-    for flag, ini, metavar, help_text, default in OPTIONS:
-        escaped = help_text.replace("%", "%%")       # argparse formats option help with %
-        group.addoption(flag, dest=ini, default=None, metavar=metavar, help=f"{escaped} [ini: {ini}]")
-        parser.addini(ini, help_text, default=default)
-    flag, ini, help_text = REFRESH
-    group.addoption(flag, dest=ini, action="store_true", default=None, help=f"{help_text} [ini: {ini}]")
-    parser.addini(ini, help_text, type="bool", default=False)
-
-
-def _value(config: pytest.Config, name: str) -> Any:
-    value = config.getoption(name)
-    return config.getini(name) if value is None else value
+    add_options(parser, OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Validate up front: a typo in an option is a usage error, not a failing fixture."""
     try:
-        parsed = settings_mod.build(mode=_value(config, "disagg_baseline"),
-                                    directory=_value(config, "disagg_baselines_dir"),
-                                    refresh=_value(config, "disagg_refresh_baselines"),
-                                    tolerance=_value(config, "disagg_tolerance"),
-                                    confidence=_value(config, "disagg_gate_confidence"))
+        parsed = settings_mod.build(mode=option_value(config, "disagg_baseline"),
+                                    directory=option_value(config, "disagg_baselines_dir"),
+                                    refresh=option_value(config, "disagg_refresh_baselines"),
+                                    tolerance=option_value(config, "disagg_tolerance"),
+                                    confidence=option_value(config, "disagg_gate_confidence"))
     except settings_mod.SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     directory = parsed.directory if parsed.directory.is_absolute() else config.rootpath / parsed.directory

@@ -40,14 +40,19 @@ def parse_mode(value: str | None) -> str:
 
 
 def parse_fraction(text: str, option: str) -> float:
-    """``"5%"``, ``"5 %"`` or ``"0.05"`` → 0.05; must lie in [0, 1)."""
+    """``"5%"``, ``"5 %"`` or ``"0.05"`` → 0.05; must lie in [0, 1). A bare ``95`` is refused, not
+    read as 95 %: ``1`` would then be 1 % as a tolerance yet 100 % as a fraction, so the error says
+    both spellings instead of guessing."""
     raw = text.strip()
+    allowed = "give a fraction below 1 (e.g. 0.05) or a percent (e.g. 5%)"
     try:
         value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise SettingsError(f"{option}: {text!r} is not a number or a percentage (e.g. 5% or 0.05)") from None
+        raise SettingsError(f"{option}={text!r}: not a number; {allowed}") from None
+    if 1.0 <= value < 100.0 and not raw.endswith("%"):
+        raise SettingsError(f"{option}={text!r}: a fraction must be below 1; give {value / 100:g} or {raw}%")
     if not 0.0 <= value < 1.0:
-        raise SettingsError(f"{option}: {text!r} must be at least 0 and below 100 %")
+        raise SettingsError(f"{option}={text!r}: must be at least 0 and below 100 %; {allowed}")
     return value
 
 
@@ -89,7 +94,7 @@ def build(*, mode: str | None = None, directory: str | Path | None = None, refre
           tolerance: str | None = None, confidence: str | float | None = None) -> Settings:
     conf = DEFAULT_CONFIDENCE if confidence in (None, "") else parse_fraction(str(confidence), "--disagg-gate-confidence")
     if conf <= 0.0:
-        raise SettingsError(f"--disagg-gate-confidence: {confidence!r} must be above 0")
+        raise SettingsError(f"--disagg-gate-confidence={confidence!r}: must be above 0; give e.g. 0.95 or 95%")
     return Settings(
         mode=parse_mode(mode),
         directory=Path(directory) if directory else Path("baselines"),

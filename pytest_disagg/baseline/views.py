@@ -15,7 +15,7 @@ from ..metrics import describe
 from . import gate
 from .fingerprint import MACHINE_FIELDS, changed_fields, describe_machine
 from ..metrics import default_tolerances
-from .store import BaselineStore, Entry, matches
+from .store import BaselineStore, Entry, file_name, matches
 
 
 class UnknownIdError(LookupError):
@@ -23,9 +23,14 @@ class UnknownIdError(LookupError):
 
 
 def _matches(entry: Entry, pattern: str | None) -> bool:
+    """An unreadable file has no benchmark id, only its file name (the id with ``::`` as ``.``):
+    the id still finds it, so that asking for it reports why it cannot be read."""
     if not pattern:
         return True
-    return matches(pattern, entry.benchmark, entry.path.stem, entry.path.name)
+    names = (entry.benchmark, entry.path.stem, entry.path.name)
+    if matches(pattern, *names):
+        return True
+    return entry.doc is None and (file_name(pattern) == entry.path.name or matches(pattern.replace("::", "."), *names))
 
 
 def machine_hashes(store: BaselineStore, *, candidates: bool = True) -> list[str]:
@@ -130,6 +135,7 @@ class Diff:
     rows: list[list[Any]]
     only_a: list[str]
     only_b: list[str]
+    words: list[str] = field(default_factory=list)   # each row's verdict word (the row's text may add a reason)
 
 
 def diff(store: BaselineStore, machine_a: str, machine_b: str, pattern: str | None = None,
@@ -141,16 +147,17 @@ def diff(store: BaselineStore, machine_a: str, machine_b: str, pattern: str | No
         raise UnknownIdError(f"no readable baselines under {machine_a} or {machine_b}"
                              + (f" matching {pattern!r}" if pattern else ""))
     changes = changed_fields(machine_of(store, machine_a), machine_of(store, machine_b))
-    rows = []
+    rows, words = [], []
     for name in sorted(set(a) & set(b)):
         verdicts = gate.compare_metrics(a[name].doc["metrics"], _samples(b[name].doc), _scalars(b[name].doc),
                                         tolerances=tolerances, directions=_directions(b[name].doc),
                                         confidence=confidence,
                                         defaults=default_tolerances(b[name].doc["fingerprint"]["machine"]))
-        for row in gate.table_rows(verdicts):
+        for row, v in zip(gate.table_rows(verdicts), verdicts):
             metric, base, now, change, ci, _tol, verdict = row
             rows.append([name, metric, base, now, change, ci, verdict])
-    return Diff(changes, rows, sorted(set(a) - set(b)), sorted(set(b) - set(a)))
+            words.append(v.verdict)
+    return Diff(changes, rows, sorted(set(a) - set(b)), sorted(set(b) - set(a)), words)
 
 
 def _samples(doc: dict) -> dict:
@@ -179,6 +186,7 @@ class History:
     rows: list[list[Any]]
     points: list[dict]           # the same, as dicts (for plots)
     change_points: list[dict] = field(default_factory=list)   # per benchmark series, when asked for
+    unreadable: list[str] = field(default_factory=list)       # matching baseline files left out: why
 
 
 def _results_points(documents: Sequence[tuple[str, Mapping]], metric: str, stat: str,
@@ -230,10 +238,12 @@ def history(store: BaselineStore | None, metric: str, pattern: str | None = None
     (:func:`stats.change_points`, Apache Otava's E-Divisive means)."""
     if stat not in STATS:
         raise ValueError(f"stat {stat!r}: choose one of {', '.join(STATS)}")
-    points = []
+    points, unreadable = [], []
     sources = ([store.entries()] + ([store.entries(candidates=True)] if candidates else [])) if store else []
     for entries in sources:
         for e in entries:
+            if e.error and _matches(e, pattern):
+                unreadable.append(e.error)
             if not e.doc or not _matches(e, pattern) or metric not in e.doc["metrics"]:
                 continue
             m = e.doc["metrics"][metric]
@@ -270,7 +280,7 @@ def history(store: BaselineStore | None, metric: str, pattern: str | None = None
         rows.append(row + [show_value(p["machine"].get(f)) for f in changing])
     headers = (["created", "fingerprint", "benchmark", f"{metric} {stat}", "95 % CI", "vs previous"]
                + (["change point"] if change_points else []) + changing)
-    return History(metric, stat, changing, headers, rows, points, found)
+    return History(metric, stat, changing, headers, rows, points, found, unreadable)
 
 
 def _series_change_points(points: list[dict], max_pvalue: float) -> list[dict]:

@@ -6,7 +6,7 @@ core of each NUMA node" for KV loading and pins its worker's main thread there w
 process's own affinity. On a box where the pool binds prefill and decode to disjoint cores, every
 NIXL server's main thread lands on the machine's last core: on 2 cores, prefill's main thread
 (the engine's busy loop, the Python side of every forward) runs on decode's compute core, and the
-two fight (README, "nixl-cpu on a CPU box"; ``benchmarks/nixl_cpu_stages.py`` reproduces it).
+two fight (docs/measurements/2026-12-02-nixl-cpu-pinning.md; ``benchmarks/nixl_cpu_stages.py`` reproduces it).
 
 :func:`confine` moves back every thread of a server's process tree whose affinity strays outside
 the server's core set; threads already inside it (the OpenMP threads vLLM bound) are untouched.

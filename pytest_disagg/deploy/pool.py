@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from ..devices import policy
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
 from .. import handoffs
@@ -61,6 +62,11 @@ class DeploymentConfig:
     variant: str = ""                    # names a non-standard config in ids ("slow5pct")
     weights: str = "dummy"               # "dummy" (--load-format dummy) or "checkpoint" (pytest_disagg.checkpoints)
     kv_cache_dtype: str = "auto"         # vLLM's --kv-cache-dtype
+    eager: bool | None = None            # --enforce-eager; None: the device's policy (devices.py)
+
+    def serving_mode(self) -> str:
+        """``eager`` or ``cuda-graphs`` (vLLM's default CUDA graphs and compilation)."""
+        return policy(self.device).serving_mode(self.eager)
 
     def key(self) -> str:
         """Readable id for test names and logs; ``digest()`` is what tells configs apart."""
@@ -115,7 +121,7 @@ class Deployment:
     def to_json(self) -> dict:
         return {
             "key": self.key, "medium": self.medium.describe(), "config": asdict(self.config),
-            "url": self.url, "servers": [s.to_json() for s in self.servers], "model": self.model.name,
+            "serving_mode": self.config.serving_mode(), "url": self.url, "servers": [s.to_json() for s in self.servers], "model": self.model.name,
             "dtype": self.dtype, "kv_bytes_per_token": self.kv_bytes_per_token,
             "startup_s": self.startup_s, "selfcheck": self.selfcheck, "kv_spec": self.kv_spec,
             "confined_threads": self.confined_threads,
@@ -238,6 +244,7 @@ class DeploymentPool:
         self._unused: dict[str, list[int]] = {}   # key -> pids stopped until a test gets it (pause_unused)
         self._failed: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
+        self._fronts: dict[str, str] = {}     # a front_with proxy's config digest -> its servers' deployment
         self.starts: list[dict] = []          # every deployment start, for the summary
         self.deaths: list[dict] = []          # every process that died under a deployment
         self._tmp = Path(tempfile.mkdtemp(prefix="pytest-disagg-"))
@@ -274,6 +281,43 @@ class DeploymentPool:
             raise DeploymentError(message) from None
         self._live[key] = _Running(deployment, children)
         return deployment
+
+    def memory_share(self, config: DeploymentConfig) -> float:
+        """The GPU memory fraction each server of ``config`` takes: the config's, else 0.85 split
+        between the roles that share a GPU."""
+        if config.gpu_memory_utilization:
+            return config.gpu_memory_utilization
+        roles = self.registry.get(config.medium).roles()
+        gpu_sets = assign_gpus(roles, config.gpus)
+        shared = len({g for s in gpu_sets for g in s}) < len(roles)
+        return round(0.85 / len(roles), 3) if shared else 0.85
+
+    def sharing_gpus(self, config: DeploymentConfig, ways: int) -> DeploymentConfig:
+        """``config`` with its servers' memory cut to 1/``ways`` of what they take alone, so that
+        ``ways`` deployments stay up on the same GPUs (an A/B's kept-up sides)."""
+        if config.device != "cuda" or ways <= 1:
+            return config
+        return replace(config, gpu_memory_utilization=round(self.memory_share(config) / ways, 3))
+
+    def front_with(self, deployment: Deployment, medium: Medium) -> Deployment:
+        """``deployment``'s servers behind a proxy of their own for ``medium`` (the same servers and
+        hand-off, other proxy arguments: e.g. ``testing.faults.delayed``'s known slowdowns). The
+        proxy stops with the deployment. Why: the A/B rule's power wants a side B whose only
+        difference is a slowdown of known size; this gives one without a start of its own (on a GPU
+        a start with CUDA graphs costs about a minute) while B still runs on another start than A1."""
+        if medium.handoff != deployment.medium.handoff or medium.ports:
+            raise DeploymentError(f"medium {medium.name} cannot front {deployment.key}'s servers: a second proxy "
+                                  f"needs the same hand-off and no ports of its own")
+        running = self._live[deployment.config.digest()]
+        config = replace(deployment.config, medium=medium.name)
+        ports = deployment_ports(deployment.medium)
+        ctx = MediumContext(workdir=deployment.workdir, device=config.device, side_channel_port=0, peer_ports=ports,
+                            services=deployment.services)
+        log = (self.logs_dir or deployment.workdir / "logs") / f"{config.key()}-{config.digest()[:8]}-proxy.log"
+        url, proxy = self._start_proxy(medium, config, list(deployment.servers), log, ports, ctx)
+        running.children.append(proxy)
+        self._fronts[config.digest()] = deployment.config.digest()
+        return replace(deployment, key=config.key(), medium=medium, config=config, url=url)
 
     def check(self, config: DeploymentConfig, stage: str = "between tests") -> str | None:
         """None while every process of this deployment runs; otherwise why not (each dead process's
@@ -331,7 +375,7 @@ class DeploymentPool:
         reads too. Only the local launcher's CPU deployments are paused: their processes are ours
         and on this host. A block that drives two deployments at once keeps both, and continues
         them if they were waiting stopped since the last test (``pause_unused``)."""
-        kept = {d.config.digest() for d in keep if d is not None}
+        kept = {self._fronts.get(d.config.digest(), d.config.digest()) for d in keep if d is not None}
         for key in kept:                  # driven in the block: running, whatever the last test left
             self._continue_unused(key)
         keys = [key for key in self._pausable() if key not in kept and key not in self._unused]
@@ -373,10 +417,11 @@ class DeploymentPool:
             processes.signal_pids(pids, signal.SIGCONT)
 
     def _pausable(self) -> list[str]:
-        """Live deployments whose processes this host may stop: the local launcher's, on CPU."""
+        """Live deployments whose processes this host may stop: the local launcher's, where the
+        device's policy pauses idle ones (``devices.py``: on CPU)."""
         if not self.pause_idle or self.launcher.name != "local":
             return []
-        return [key for key, running in self._live.items() if running.deployment.config.device == "cpu"]
+        return [key for key, running in self._live.items() if policy(running.deployment.config.device).pause_idle]
 
     def close(self) -> None:
         for key in list(self._live):
@@ -445,7 +490,7 @@ class DeploymentPool:
             gpu_sets = assign_gpus(roles, config.gpus) if config.device == "cuda" else [() for _ in roles]
             cores = assign_cpu_cores(len(roles)) if config.device == "cpu" else [None] * len(roles)
             shared_gpu = config.device == "cuda" and len({g for s in gpu_sets for g in s}) < len(roles)
-            mem_util = config.gpu_memory_utilization or (round(0.85 / len(roles), 3) if shared_gpu else 0.85)
+            mem_util = self.memory_share(config)
             handles: list[ServerHandle] = []
             pending: list[VllmServer] = []
             ports = deployment_ports(medium)
@@ -465,7 +510,7 @@ class DeploymentPool:
                     cpu_cores=cores[i], gpu_memory_utilization=mem_util if config.device == "cuda" else None,
                     block_size=config.block_size, max_num_seqs=config.max_num_seqs,
                     extra_args=config.extra_server_args, load_format=load_format,
-                    kv_cache_dtype=config.kv_cache_dtype,
+                    kv_cache_dtype=config.kv_cache_dtype, eager=config.serving_mode() == "eager",
                 )
                 suffix = str(i) if len(roles) > 1 and role == "colocated" else ""
                 server = VllmServer(spec, logs / f"{tag}-{role}{suffix}.log")

@@ -21,6 +21,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -57,7 +58,8 @@ class DisaggProxy:
     (e.g. ``store_barrier=`` for ``storage``, ``pd_notify_port=`` for ``lmcache_pd``)."""
 
     def __init__(self, mode: str, prefill: list[str], decode: list[str], fault: str = "none",
-                 extra_delay_ms: float = 0.0, *, stage_timeout_s: float = STAGE_TIMEOUT_S, **handoff_options):
+                 extra_delay_ms: float = 0.0, *, extra_token_delay_ms: float = 0.0,
+                 stage_timeout_s: float = STAGE_TIMEOUT_S, **handoff_options):
         if mode not in handoffs.HANDOFFS:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(handoffs.HANDOFFS)}")
         if fault not in FAULTS:
@@ -68,6 +70,9 @@ class DisaggProxy:
         self.stage_timeout_s = stage_timeout_s
         self.mode, self.prefill, self.decode, self.fault = mode, prefill, decode, fault
         self.extra_delay_s = extra_delay_ms / 1000.0
+        if extra_token_delay_ms < 0:
+            raise ValueError(f"--extra-token-delay-ms must be >= 0, got {extra_token_delay_ms}")
+        self.token_delay_s = extra_token_delay_ms / 1000.0
         self.records: collections.deque[StageRecord] = collections.deque(maxlen=MAX_RECORDS)
         self.in_flight: dict[str, int] = {u: 0 for u in prefill + decode}
         self.session: aiohttp.ClientSession | None = None
@@ -191,7 +196,10 @@ class DisaggProxy:
                 response = web.StreamResponse(status=200, headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")})
                 await response.prepare(request)
                 first = True
-                async for chunk in upstream.content.iter_any():
+                chunks = upstream.content.iter_any()
+                if self.token_delay_s:
+                    chunks = paced_events(chunks, self.token_delay_s)
+                async for chunk in chunks:
                     if first:
                         record.decode_first_byte_ms = _ms(t0, time.perf_counter_ns())
                         first = False
@@ -219,6 +227,44 @@ class DisaggProxy:
         return response
 
 
+async def paced_events(chunks: AsyncIterator[bytes], delay_s: float, *, clock=time.perf_counter,
+                       sleep=asyncio.sleep) -> AsyncIterator[bytes]:
+    """The stream's server-sent events, event k (from 0) released ``k * delay_s`` after it arrived:
+    every gap between streamed tokens longer by ``delay_s``, so TPOT rises by exactly that and TTFT
+    not at all (``--extra-delay-ms`` is TTFT's). Test-only: a known TPOT regression for the A/B
+    rule's power (``benchmarks/ab_power.py``). A reader task stamps each chunk as it arrives: stamped
+    when the pacer got to it, a late event would push every later one further (the delay compounding)."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def read() -> None:
+        try:
+            async for chunk in chunks:
+                queue.put_nowait((clock(), chunk))
+        finally:
+            queue.put_nowait((None, b""))
+
+    reader = asyncio.ensure_future(read())
+    buf, k = b"", 0
+    try:
+        while True:
+            arrived, chunk = await queue.get()
+            if arrived is None:
+                break
+            buf += chunk
+            while (end := buf.find(b"\n\n")) >= 0:
+                event, buf = buf[:end + 2], buf[end + 2:]
+                wait = arrived + k * delay_s - clock()
+                if wait > 0:
+                    await sleep(wait)
+                k += 1
+                yield event
+        await reader                    # re-raises the upstream's error (a broken stream)
+        if buf:
+            yield buf
+    finally:
+        reader.cancel()
+
+
 def build(argv: list[str] | None = None) -> tuple[DisaggProxy, argparse.Namespace]:
     """Parse the command line into a proxy (not started) and the parsed arguments."""
     ap = argparse.ArgumentParser(description="pytest-disagg's prefill/decode proxy")
@@ -233,6 +279,8 @@ def build(argv: list[str] | None = None) -> tuple[DisaggProxy, argparse.Namespac
                     help="fail a stage (504) when its server sends nothing for this long")
     ap.add_argument("--extra-delay-ms", type=float, default=0.0,
                     help="add this delay before decode (used to measure the regression gate's power)")
+    ap.add_argument("--extra-token-delay-ms", type=float, default=0.0,
+                    help="test-only: lengthen every gap between streamed tokens by this (a known TPOT regression)")
     for handoff in handoffs.HANDOFFS.values():
         handoff.add_arguments(ap)
     args = ap.parse_args(argv)
@@ -242,7 +290,7 @@ def build(argv: list[str] | None = None) -> tuple[DisaggProxy, argparse.Namespac
         for handoff in handoffs.HANDOFFS.values():
             options.update(handoff.options_from_args(args))
         proxy = DisaggProxy(args.mode, args.prefill, decode, fault=args.fault, extra_delay_ms=args.extra_delay_ms,
-                            stage_timeout_s=args.stage_timeout_s, **options)
+                            extra_token_delay_ms=args.extra_token_delay_ms, stage_timeout_s=args.stage_timeout_s, **options)
     except ValueError as exc:
         ap.error(str(exc))
     return proxy, args

@@ -23,6 +23,7 @@ from ..baseline.store import LOCK_NAME
 from ..energy.nodes import NodeEnergy
 from ..energy.pytest_plugin import IDLE_SECONDS
 from ..mediums import InstallInfo, detect_install
+from ..optionspec import Option, add_options, option_value
 from ..session import (ATTACH_KEY, ATTACHED_KEY, INSTALL_KEY, POOL_KEY, attach_config_of, existing_pool, options_of,
                       preset_of, registry_of)
 from . import leftovers
@@ -32,17 +33,16 @@ from .pool import DeploymentConfig, DeploymentError, DeploymentPool
 if TYPE_CHECKING:
     from ..options import DisaggOptions
 
-CLEANUP = ("--disagg-cleanup-stale", "disagg_cleanup_stale",
-           "end the processes and remove the temporary directories a killed earlier pytest-disagg session left")
+OPTIONS = (
+    Option("--disagg-cleanup-stale", "disagg_cleanup_stale", "end the processes and remove the temporary "
+           "directories a killed earlier pytest-disagg session left (they are always reported at start)", switch=True),
+)
 _REPORT_KEY = pytest.StashKey[list]()
 _REMOTE_KEY = pytest.StashKey[NodeEnergy]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    flag, ini, help_text = CLEANUP
-    parser.getgroup("disagg").addoption(flag, dest=ini, action="store_true", default=None,
-                                        help=f"{help_text} [ini: {ini}]")
-    parser.addini(ini, help_text, type="bool", default=False)
+    add_options(parser, OPTIONS)
 
 
 def _lock_files(config) -> list:
@@ -56,8 +56,7 @@ def _lock_files(config) -> list:
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):       # xdist workers: the controller looks once
         return
-    cleanup = config.getoption("disagg_cleanup_stale")
-    cleanup = config.getini("disagg_cleanup_stale") if cleanup is None else cleanup
+    cleanup = option_value(config, "disagg_cleanup_stale")
     stale = leftovers.find(lock_files=_lock_files(config))
     lines: list[str] = []
     quiet = [s for s in stale if s.empty() and not s.bad_state]
@@ -127,7 +126,7 @@ def announced_get(pool: DeploymentPool, dc: DeploymentConfig, what: str | None =
     when it has to start one."""
     if pool.is_live(dc):
         return pool.get(dc)
-    with progress.current().starting(what or dc.key()):
+    with progress.current().starting(f"{what or dc.key()}, {dc.serving_mode()}"):   # graphs: start-up time
         return pool.get(dc)
 
 
@@ -170,7 +169,7 @@ def make_config(config, medium: str, **overrides) -> DeploymentConfig:
     """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
     options = options_of(config)
     base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus,
-                kv_cache_dtype=options.kv_cache_dtype)
+                kv_cache_dtype=options.kv_cache_dtype, eager=options.eager)
     if options.device == "cpu":
         base.update(block_size=32)  # the CPU attention backend needs multiples of 32
     base.update(overrides)

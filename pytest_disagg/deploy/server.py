@@ -81,13 +81,15 @@ class ServerSpec:
     load_format: str = "dummy"             # "auto": real weights (a checkpoint from pytest_disagg.checkpoints)
     kv_cache_dtype: str = "auto"
     python: str | None = None              # another interpreter (A/B side B); None: this one
+    eager: bool = True                     # --enforce-eager; False: vLLM's CUDA graphs and compilation
 
     def command(self, port: int) -> list[str]:
         cmd = [
             self.python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--host", "127.0.0.1", "--port", str(port),
             "--model", str(self.model_dir), "--served-model-name", self.served_name,
-            "--load-format", self.load_format, "--dtype", self.dtype, "--enforce-eager",
+            "--load-format", self.load_format, "--dtype", self.dtype,
+            *(["--enforce-eager"] if self.eager else []),
             "--max-model-len", str(self.max_model_len),
             "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
         ]

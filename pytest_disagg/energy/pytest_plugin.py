@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pytest
 
+from ..optionspec import Option, add_options, option_value
 from ..session import remote_meter
 from . import nvmllib
 from .clocks import MODES, ClockController, ClockError, ClockSupportError, parse_mode
@@ -26,21 +27,19 @@ from .nvml import EnergyMeter
 
 DEFAULT_GRID = "360:1260:4"
 IDLE_SECONDS = 2.0
+OPTIONS = (
+    Option("--disagg-dvfs", "disagg_dvfs", "GPU clock control: off (default), dry-run (validate and log, set "
+           "nothing), apply (lock clocks per stage; needs root; always reset afterwards)", "off", choices=MODES),
+    Option("--disagg-dvfs-grid", "disagg_dvfs_grid", f"SM clocks (MHz) tried for prefill and for decode GPUs, N "
+           f"evenly spaced from LO to HI and snapped to supported clocks (default {DEFAULT_GRID})", DEFAULT_GRID,
+           metavar="LO:HI:N"),
+    Option("--disagg-energy-gpus", "disagg_energy_gpus", "NVML GPU indices to meter (default: every GPU NVML "
+           "sees)", "", metavar="I,J"),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("disagg")
-    group.addoption("--disagg-dvfs", dest="disagg_dvfs", choices=MODES, default=None,
-                    help="GPU clock control: off (default), dry-run (validate and log, set nothing), "
-                         "apply (lock clocks per stage; needs root; always reset afterwards)")
-    parser.addini("disagg_dvfs", "default for --disagg-dvfs", default="off")
-    group.addoption("--disagg-dvfs-grid", dest="disagg_dvfs_grid", default=None, metavar="LO:HI:N",
-                    help=f"SM clocks (MHz) tried for prefill and for decode GPUs, N evenly spaced "
-                         f"from LO to HI and snapped to supported clocks (default {DEFAULT_GRID})")
-    parser.addini("disagg_dvfs_grid", "default for --disagg-dvfs-grid", default=DEFAULT_GRID)
-    group.addoption("--disagg-energy-gpus", dest="disagg_energy_gpus", default=None, metavar="I,J",
-                    help="NVML GPU indices to meter (default: every GPU NVML sees)")
-    parser.addini("disagg_energy_gpus", "default for --disagg-energy-gpus", default="")
+    add_options(parser, OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,8 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _setting(config: pytest.Config, name: str) -> str:
-    value = config.getoption(name)
-    return str(config.getini(name) if value is None else value)
+    return str(option_value(config, name))
 
 
 def dvfs_mode(config: pytest.Config) -> str:

@@ -36,6 +36,8 @@ class Figure:
     samples: tuple[float, ...] | None = None    # per-request samples, in metric.unit
     summary: dict | None = None                 # metrics.summarize() output when no samples were stored
     value: float | None = None                  # run-level figure (throughputs, energy)
+    round: int | None = None                    # the A/B round (``ab_round``) that made the run, else None
+    run_in_round: int | None = None             # which of a round's runs (``ab_run``), when a round has several
     run: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -92,7 +94,8 @@ def from_document(doc: dict, path: str = "<results>", *, include_invalid: bool =
 def _run_figures(run: dict, skipped: list[str]) -> list[Figure]:
     base = dict(test=str(run.get("test") or run.get("benchmark") or "?"), deployment=str(run.get("deployment") or ""),
                 load=str(run.get("load") or ""), side=str(run.get("side") or ""),
-                benchmark=str(run.get("benchmark") or ""), run=run)
+                benchmark=str(run.get("benchmark") or ""), round=_tag(run, "ab_round"), run_in_round=_tag(run, "ab_run"),
+                run=run)
     where = _where(run)
     out: list[Figure] = []
     samples = run.get("samples") if isinstance(run.get("samples"), dict) else {}
@@ -119,6 +122,12 @@ def _run_figures(run: dict, skipped: list[str]) -> list[Figure]:
             continue
         out.append(Figure(metric=info, value=float(value), **base))
     return out
+
+
+def _tag(run: dict, key: str) -> int | None:
+    """An A/B tag of the run (the runner writes it on the run and in ``extra``)."""
+    value = run.get(key, (run.get("extra") or {}).get(key) if isinstance(run.get("extra"), dict) else None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _where(run: dict) -> str:

@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 
 from ..baseline.document import git_commit
-from ..files import atomic_write
+from ..files import atomic_write, new_file_mode
 from . import FORMATS, ExportError, benchjson, read, series
 
 EXIT_OK, EXIT_CANNOT_WRITE, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    atomic_write(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    atomic_write(path, json.dumps(data, indent=1, allow_nan=False) + "\n", file_mode=new_file_mode())
 
 
 def cmd_export(args) -> int:
@@ -47,9 +47,11 @@ def cmd_export(args) -> int:
         notes = [n for f in files for n in f.skipped]
         what = f"{series.write_csv(files, out)} rows"
     else:
-        tests, notes = series.write_otava(files, out)
-        notes = [n for f in files for n in f.skipped] + notes
+        tests, said = series.write_otava(files, out)
+        notes = [n for f in files for n in f.skipped]
         what = f"{len(tests)} Otava tests (config {out / series.OTAVA_CONFIG})"
+        for sentence in said:
+            print(f"pytest-disagg export: {sentence}", file=sys.stderr)
     for note in notes:
         print(f"pytest-disagg export: left out {note}", file=sys.stderr)
     print(f"{args.format}: {what} written to {out}")

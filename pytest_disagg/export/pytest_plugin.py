@@ -14,30 +14,31 @@ from pathlib import Path
 import pytest
 
 from ..baseline.document import git_commit
+from ..optionspec import Option, add_options
 from ..session import results_of
 from . import ExportError, from_document
 from .benchjson import document as benchmark_document   # not pytest_*: pluggy would take it for a hook
 from .cli import write_json_atomic
 
-OPTION = ("--disagg-benchmark-json", "disagg_benchmark_json",
-          "also write the session's results as pytest-benchmark JSON here (pytest-benchmark compare, "
-          "github-action-benchmark)")
+OPTIONS = (
+    Option("--disagg-benchmark-json", "disagg_benchmark_json", "also write the session's results as "
+           "pytest-benchmark JSON here (pytest-benchmark compare, github-action-benchmark)", metavar="PATH"),
+)
 _DOCUMENT_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    flag, ini, help_text = OPTION
-    parser.getgroup("disagg").addoption(flag, dest=ini, default=None, metavar="PATH", help=f"{help_text} [ini: {ini}]")
-    parser.addini(ini, help_text, default=None)
+    add_options(parser, OPTIONS)
 
 
 def benchmark_json_path(config: pytest.Config) -> Path | None:
-    raw = config.getoption(OPTION[1]) or config.getini(OPTION[1])
+    flag, ini = OPTIONS[0].flag, OPTIONS[0].ini
+    raw = config.getoption(ini) or config.getini(ini)
     if not raw:
         return None
     path = Path(raw)
     if path.exists() and path.is_dir():
-        raise pytest.UsageError(f"{OPTION[0]}={raw}: is a directory; give a file name")
+        raise pytest.UsageError(f"{flag}={raw}: is a directory; give a file name")
     return path if path.is_absolute() else Path(config.invocation_params.dir) / path
 
 
@@ -75,7 +76,7 @@ def write(document: dict, path: Path, config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
         doc, skipped = benchmark_document(from_document(document, "<this session>"),
-                                                 commit=document.get("git_commit"), commit_source="checkout")
+                                          commit=document.get("git_commit"), commit_source="checkout")
     except ExportError as exc:
         if reporter is not None:
             reporter.write_line(f"disagg: no pytest-benchmark JSON written: {exc}")

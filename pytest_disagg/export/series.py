@@ -6,14 +6,19 @@ A/B side). Per-request metrics give their median (``<metric>_p50``) and 99th per
 (throughputs, energy) their value. Both come from the stored summary when a file has no samples,
 so old and new results files give the same numbers.
 
-``--format csv``: one file, one row per (results file, series, metric) with n, mean, p50, p90,
-p99, min, max — for spreadsheets, pandas, or any tool that wants long data.
+``--format csv``: one file, one row per (results file, series, metric, run) with n, mean, p50,
+p90, p99, min, max — for spreadsheets, pandas, or any tool that wants long data. An A/B file
+ran each side once per round: every round is a row, numbered in ``round`` (and ``run_in_round``
+when a round ran a side several times); both are empty outside A/B.
 
 ``--format otava``: a directory with ``otava.yaml`` (one Otava test per series, each metric with
 its direction: -1 lower is better, 1 higher is better) and one CSV per series (``time``,
 attributes ``commit``, ``results_file``, the fingerprint's machine fields, then one column per
 metric); run ``otava analyze <test>`` from that directory. Otava needs a value in every cell, so a
-metric missing from some of a series' files is left out of that series (and reported).
+metric missing from some of a series' files is left out of that series (and reported). Otava's
+points are ordered by time and a file has one time, so a series a file ran several times (the
+rounds of an A/B) becomes one point: each column's median over those runs, with a ``rounds``
+attribute and a note on stderr saying so.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import csv
 import datetime as _dt
 import json
 import re
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -28,8 +35,9 @@ import numpy as np
 
 from .adapter import Figure, ResultsFile, machine_fields
 
-CSV_COLUMNS = ("time", "results_file", "commit", "test", "deployment", "load", "side", "benchmark", "metric", "unit",
-               "direction", "source", "n", "value", "mean", "p50", "p90", "p99", "min", "max")
+CSV_COLUMNS = ("time", "results_file", "commit", "test", "deployment", "load", "side", "round", "run_in_round",
+               "benchmark", "metric", "unit", "direction", "source", "n", "value", "mean", "p50", "p90", "p99", "min",
+               "max")
 OTAVA_CONFIG = "otava.yaml"
 
 
@@ -71,6 +79,7 @@ def write_csv(files: Sequence[ResultsFile], path: Path) -> int:
                 nums = figure_numbers(fig)
                 out.writerow({"time": _iso(rf.timestamp), "results_file": rf.path, "commit": rf.commit or "",
                               "test": fig.test, "deployment": fig.deployment, "load": fig.load, "side": fig.side,
+                              "round": _optional(fig.round), "run_in_round": _optional(fig.run_in_round),
                               "benchmark": fig.benchmark, "metric": fig.metric.name, "unit": fig.metric.unit,
                               "direction": fig.metric.direction, "source": fig.kind,
                               "value": nums.get("p50"), **nums})
@@ -88,50 +97,84 @@ def slug(key: tuple[str, str, str, str]) -> str:
     return re.sub(r"\.{2,}", ".", text).strip("._") or "series"
 
 
+@dataclass(frozen=True)
+class Point:
+    """One results file's values of one series: a column's median when the file ran it more than
+    once (an A/B file has one run per round and side), ``rounds`` saying how many."""
+
+    file: ResultsFile
+    values: dict[str, float]
+    directions: dict[str, int]
+    rounds: int
+
+
+def file_points(rf: ResultsFile) -> dict[tuple, Point]:
+    """The file's point of every series it holds (see :class:`Point`)."""
+    per_key: dict[tuple, tuple[dict[str, list[float]], dict[str, int]]] = {}
+    for fig in rf.figures:
+        values, directions = per_key.setdefault(fig.series_key, ({}, {}))
+        for column, value in headline(fig).items():
+            values.setdefault(column, []).append(value)
+            directions[column] = 1 if fig.metric.direction == "higher" else -1
+    return {key: Point(rf, {c: statistics.median(v) for c, v in values.items()}, directions,
+                       max(map(len, values.values()), default=1))
+            for key, (values, directions) in per_key.items()}
+
+
 def write_otava(files: Sequence[ResultsFile], out_dir: Path) -> tuple[list[str], list[str]]:
-    """Otava's input (see the module text); returns (test names, notes on left-out metrics)."""
-    ordered = sorted(files, key=lambda f: f.timestamp)
-    series: dict[tuple, list[tuple[ResultsFile, dict[str, float], dict[str, int]]]] = {}
-    for rf in ordered:
-        per_key: dict[tuple, tuple[dict, dict]] = {}
-        for fig in rf.figures:
-            values, directions = per_key.setdefault(fig.series_key, ({}, {}))
-            for column, value in headline(fig).items():
-                values[column] = value
-                directions[column] = 1 if fig.metric.direction == "higher" else -1
-        for key, (values, directions) in per_key.items():
-            series.setdefault(key, []).append((rf, values, directions))
+    """Otava's input (see the module text); returns (test names, notes on what was left out or
+    collapsed, each a sentence)."""
+    series: dict[tuple, list[Point]] = {}
+    for rf in sorted(files, key=lambda f: f.timestamp):
+        for key, point in file_points(rf).items():
+            series.setdefault(key, []).append(point)
     out_dir.mkdir(parents=True, exist_ok=True)
     tests, notes, names = {}, [], set()
     for key, points in sorted(series.items()):
-        name = slug(key)
-        base, k = name, 2
-        while name in names:
-            name, k = f"{base}-{k}", k + 1
-        names.add(name)
-        common = set.intersection(*(set(values) for _, values, _ in points))
-        dropped = sorted(set().union(*(set(values) for _, values, _ in points)) - common)
+        name = _unique(slug(key), names)
+        common = set.intersection(*(set(p.values) for p in points))
+        dropped = sorted(set().union(*(set(p.values) for p in points)) - common)
         if dropped:
-            notes.append(f"{name}: {', '.join(dropped)} missing from some results files; left out of Otava's input")
-        columns = sorted(common)
-        if not columns:
-            continue
-        directions = points[-1][2]
-        machine_keys = sorted({k for rf, _, _ in points for k in machine_fields(rf.fingerprint)})
-        attributes = ["commit", "results_file", *machine_keys]
-        file_name = f"{name}.csv"
-        with open(out_dir / file_name, "w", newline="") as fh:
-            out = csv.writer(fh)
-            out.writerow(["time", *attributes, *columns])
-            for rf, values, _ in points:
-                machine = machine_fields(rf.fingerprint)
-                attrs = [rf.commit or "", rf.path, *(_cell(machine.get(k)) for k in machine_keys)]
-                out.writerow([_iso(rf.timestamp), *attrs, *(repr(values[c]) for c in columns)])
-        tests[name] = {"type": "csv", "file": file_name, "time_column": "time", "attributes": attributes,
-                       "metrics": {c: {"direction": directions[c]} for c in columns}}
+            notes.append(f"left out {name}: {', '.join(dropped)} missing from some results files")
+        notes += [f"{name}: {p.file.path} ran it {p.rounds} times (A/B rounds); Otava gets each metric's median "
+                  "of them (every round: --format csv)" for p in points if p.rounds > 1]
+        if common:
+            tests[name] = _write_series(out_dir, name, points, sorted(common))
     # JSON is YAML: no YAML writer needed, and Otava's loader reads it as it is.
     (out_dir / OTAVA_CONFIG).write_text(json.dumps({"tests": tests}, indent=2) + "\n")
     return list(tests), notes
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    base, k = name, 2
+    while name in taken:
+        name, k = f"{base}-{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def _write_series(out_dir: Path, name: str, points: list[Point], columns: list[str]) -> dict:
+    """One series' CSV; returns its entry of ``otava.yaml``. A ``rounds`` attribute is written when
+    some point is a median of several runs."""
+    machine_keys = sorted({k for p in points for k in machine_fields(p.file.fingerprint)})
+    collapsed = any(p.rounds > 1 for p in points)
+    attributes = ["commit", "results_file", *(["rounds"] if collapsed else []), *machine_keys]
+    file_name = f"{name}.csv"
+    with open(out_dir / file_name, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["time", *attributes, *columns])
+        for p in points:
+            machine = machine_fields(p.file.fingerprint)
+            attrs = [p.file.commit or "", p.file.path, *([str(p.rounds)] if collapsed else []),
+                     *(_cell(machine.get(k)) for k in machine_keys)]
+            out.writerow([_iso(p.file.timestamp), *attrs, *(repr(p.values[c]) for c in columns)])
+    directions = points[-1].directions
+    return {"type": "csv", "file": file_name, "time_column": "time", "attributes": attributes,
+            "metrics": {c: {"direction": directions[c]} for c in columns}}
+
+
+def _optional(number: int | None) -> int | str:
+    return "" if number is None else number
 
 
 def _cell(value) -> str:
@@ -140,4 +183,5 @@ def _cell(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-__all__ = ["CSV_COLUMNS", "OTAVA_CONFIG", "figure_numbers", "headline", "slug", "write_csv", "write_otava"]
+__all__ = ["CSV_COLUMNS", "OTAVA_CONFIG", "Point", "figure_numbers", "file_points", "headline", "slug", "write_csv",
+           "write_otava"]

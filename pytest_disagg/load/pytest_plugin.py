@@ -12,26 +12,28 @@ import pytest
 
 from .result import DEFAULT_MAX_FAILURE_FRACTION
 from .runner import run_workload
+from ..optionspec import Option, add_options, option_value
 
-OPTION = ("--disagg-max-failures", "disagg_max_failures",
-          "fraction of failed requests above which a load run fails its test (default 0.01)")
+OPTIONS = (
+    Option("--disagg-max-failures", "disagg_max_failures", "fraction of failed requests above which a load run "
+           f"fails its test (default {DEFAULT_MAX_FAILURE_FRACTION})", str(DEFAULT_MAX_FAILURE_FRACTION),
+           metavar="F"),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    flag, ini, help_text = OPTION
-    parser.getgroup("disagg").addoption(flag, dest=ini, default=None, help=f"{help_text} [ini: {ini}]")
-    parser.addini(ini, help_text, default=str(DEFAULT_MAX_FAILURE_FRACTION))
+    add_options(parser, OPTIONS)
 
 
 def max_failures(config: pytest.Config) -> float:
-    raw = config.getoption(OPTION[1])
-    raw = config.getini(OPTION[1]) if raw is None else raw
+    flag, ini = OPTIONS[0].flag, OPTIONS[0].ini
+    raw = option_value(config, ini)
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise pytest.UsageError(f"{OPTION[0]}: {raw!r} is not a number") from None
+        raise pytest.UsageError(f"{flag}: {raw!r} is not a number") from None
     if not 0.0 <= value <= 1.0:
-        raise pytest.UsageError(f"{OPTION[0]}: {value} is not a fraction between 0 and 1")
+        raise pytest.UsageError(f"{flag}: {value} is not a fraction between 0 and 1")
     return value
 
 

@@ -7,8 +7,10 @@ stored baselines) are given. Nothing here reaches back into a session: the JSON 
 (docs/ARCHITECTURE.md).
 
 Modules: ``inputs`` (reading and checking files), ``runs`` (a run entry as the report reads it),
-``style`` (one look per set-up), ``plots`` (one function per figure), ``tables`` (markdown
-tables), ``page`` (the sections and ``index.md``) and ``cli`` (the console command). Synthetic results for
+``style`` (one look per set-up), ``plots`` (one function per figure; ``ttft_split`` and ``ab_plot``
+draw where TTFT goes and the A/B rounds), ``fit`` (every text on its canvas), ``tables`` (markdown
+tables), ``page`` (the sections and ``index.md``), ``html`` (the same page as one self-contained
+``report.html``) and ``cli`` (the console command). Synthetic results for
 tests live in ``pytest_disagg.testing.synthetic``: the report imports nothing but the JSON's shape.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from .inputs import KIND_RESULTS, ReportInputError, load_document, merge_results
-from .page import INDEX, parse_metric, render
+from .page import HTML, INDEX, parse_metric, render
 
 EXIT_OK, EXIT_CANNOT_WRITE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -24,7 +24,7 @@ def cmd_report(args) -> int:
     results = [d for d in docs if d.kind == KIND_RESULTS]
     primary = max(results, key=lambda d: d.created_at) if results else None
     page = render(primary, docs, args.out, args.metric)
-    print(f"report written to {page}")
+    print(f"report written to {page} (one self-contained file: {page.parent / HTML})")
     missing = [line for line in page.read_text().splitlines() if line.startswith("- [") and "not measured" in line]
     if missing:
         print(f"{len(missing)} section(s) not measured: "
@@ -54,7 +54,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="+", metavar="RESULTS.json",
                         help="results files written by --disagg-json, and/or baseline files (history only)")
     parser.add_argument("--out", default="disagg-report", metavar="DIR",
-                        help="directory for index.md and the PNGs (default: disagg-report)")
+                        help="directory for index.md, the PNGs and report.html (default: disagg-report)")
     parser.add_argument("--metric", default="ttft_ms:p50", metavar="METRIC[:STAT]",
                         help="the metric the history plot follows, e.g. tpot_ms:p90 or output_throughput "
                              "(default: ttft_ms:p50)")

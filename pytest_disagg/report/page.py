@@ -21,13 +21,18 @@ from .inputs import KIND_BASELINE, KIND_RESULTS, Document, ReportInputError
 from .plots import Context, HistoryPoint, Plot
 from .runs import STATS, Estimate, RunView, metric_label, run_views
 from .style import Styles, series_labels
+from .ab_plot import ab_rounds
+from .html import write_html
+from .ttft_split import ttft_split
 
 INDEX = "index.md"
+HTML = "report.html"
 BENCHMARK_ORDER = ("latency", "energy", "kv_reuse", "dvfs")
 # Files this module writes; earlier ones in the output directory are removed so that the
 # directory never holds a stale plot the page does not show.
 OWN_FILES = ("latency_vs_rate*.png", "energy_per_token.png", "energy_by_component-*.png", "pareto_clocks.png",
-             "history.png", "batch_sweep.png", "kv_reuse*.png", INDEX)
+             "history.png", "batch_sweep.png", "kv_reuse*.png", "ttft_split*.png", "ab_rounds*.png", INDEX,
+             HTML)
 MAX_HISTORY_SERIES = 10
 
 
@@ -40,8 +45,13 @@ class Section:
 
     @property
     def anchor(self) -> str:
-        keep = "".join(c for c in self.title.lower() if c.isalnum() or c in " -")
-        return keep.replace(" ", "-")
+        return anchor_of(self.title)
+
+
+def anchor_of(title: str) -> str:
+    """A heading's link target as GitHub makes it (and report.html repeats it)."""
+    keep = "".join(c for c in title.lower() if c.isalnum() or c in " -")
+    return keep.replace(" ", "-")
 
 
 def parse_metric(spec: str) -> tuple[str, str]:
@@ -75,18 +85,21 @@ def render(primary: Document | None, documents: Sequence[Document], out_dir: Pat
     ctx = Context(out_dir, where_text(data, primary), styles)
     sections = [
         _latency_section(runs, data, ctx),
+        _ttft_split_section(runs, ctx),
         _energy_section(runs, data, ctx),
         _pareto_section(runs, data, ctx),
         _history_section(ordered, metric_name, stat, ctx),
         _batch_section(runs, data, ctx),
         _kv_section(runs, ctx),
         _tables_section(runs),
-        _ab_section(data),
+        _ab_section(data, runs, ctx),
         _deployments_section(data),
         _fingerprint_section(primary),
     ]
     page = out_dir / INDEX
-    page.write_text(_page(primary, ordered, sections, ctx))
+    text = _page(primary, ordered, sections, ctx)
+    page.write_text(text)
+    write_html(text, out_dir, HTML, anchor_of)
     return page
 
 
@@ -127,11 +140,7 @@ def _device(data: Mapping[str, Any]) -> str:
 
 def _latency_section(runs: list[RunView], data: Mapping[str, Any], ctx: Context) -> Section:
     section = Section("Latency vs request rate")
-    sweeps = sorted({r.benchmark for r in runs if r.sweep_kind == "rate"
-                     and len({x.rate for x in runs if x.benchmark == r.benchmark and x.setup == r.setup
-                              and x.sweep_kind == "rate"}) >= 2}, key=_bench_order)
-    if "latency" in sweeps:
-        sweeps = ["latency"]
+    sweeps = _rate_sweeps(runs)
     if not sweeps:
         kinds = Counter(r.sweep_kind for r in runs)
         section.missing = ("no set-up ran at two or more request rates (Poisson/constant arrivals)"
@@ -154,6 +163,26 @@ def _latency_section(runs: list[RunView], data: Mapping[str, Any], ctx: Context)
         section.blocks.append("Capacity per set-up (closed-loop probes at concurrency 8, repeated until two agree "
                               "within 15 %; gated like any figure) and where each ladder's rates came from:\n\n"
                               + tables.capacity_table(capacity))
+    return section
+
+
+def _rate_sweeps(runs: list[RunView]) -> list[str]:
+    """The benchmarks that ran a set-up at two rates or more (only ``latency`` where it did)."""
+    sweeps = sorted({r.benchmark for r in runs if r.sweep_kind == "rate"
+                     and len({x.rate for x in runs if x.benchmark == r.benchmark and x.setup == r.setup
+                              and x.sweep_kind == "rate"}) >= 2}, key=_bench_order)
+    return ["latency"] if "latency" in sweeps else sweeps
+
+
+def _ttft_split_section(runs: list[RunView], ctx: Context) -> Section:
+    section = Section("Where TTFT goes")
+    for bench in _rate_sweeps(runs):
+        plot = ttft_split(runs, ctx, bench)
+        if plot.file:
+            section.plots.append(plot)
+    if not section.plots:
+        section.missing = ("no rate sweep kept the proxy's per-request stage times (`samples.prefill_ms`, "
+                           "`handoff_ms`, `decode_ttft_ms`); the load sweep (`-m latency`) records them")
     return section
 
 
@@ -252,11 +281,12 @@ def _tables_section(runs: list[RunView]) -> Section:
     return section
 
 
-def _ab_section(data: Mapping[str, Any]) -> Section:
+def _ab_section(data: Mapping[str, Any], runs: list[RunView], ctx: Context) -> Section:
     section = Section("A/B: side A beside side B")
     if not data.get("ab"):
         section.missing = "not an A/B session (`pytest --disagg-ab=PYTHON` or `--disagg-ab=same --disagg-ab-env=...`)"
         return section
+    section.plots.append(ab_rounds(data["ab"], runs, ctx))
     section.blocks.append(ab_markdown((data.get("options") or {}).get("ab") or {}, data["ab"]))
     return section
 
@@ -527,7 +557,7 @@ def _page(primary: Document | None, docs: Sequence[Document], sections: Sequence
                 continue
             lines += [block, ""]
     lines += ["", "---", "", "Made by `pytest-disagg report` from the results JSON only "
-              "(`--disagg-json`); regenerate with the same command."]
+              f"(`--disagg-json`); regenerate with the same command. The same page as one file: `{HTML}`."]
     return "\n".join(line.rstrip() for line in lines).rstrip() + "\n"
 
 

@@ -63,25 +63,29 @@ def _group(runs: Iterable[RunView], x_of: Callable[[RunView], float | None]) -> 
 
 def _draw_series(ax, series: Mapping[str, list[tuple[float, RunView]]], value: Callable[[RunView], Estimate | None],
                  ctx: Context, handles: dict) -> list[float]:
-    """One line per series with CI error bars; returns every y drawn."""
+    """One line per series with CI error bars through its valid runs; invalid runs
+    (``pytest_disagg.validity``: they measured the machine) keep their marker, crossed out, and the
+    line does not pass through them. Returns every y drawn."""
     ys_all = []
     for label, points in series.items():
-        pts = [(x, value(r)) for x, r in points]
-        pts = [(x, e) for x, e in pts if e is not None]
+        pts = [(x, value(r), r.raw.get("valid") is not False) for x, r in points]
+        pts = [p for p in pts if p[1] is not None]
         if not pts:
             continue
         style = ctx.styles.of(points[0][1], prefix_variant=True).kwargs()
-        xs, es = [p[0] for p in pts], [p[1] for p in pts]
-        err = yerr(es)
-        container = ax.errorbar(xs, [e.value for e in es], yerr=err, capsize=3 if err else 0, elinewidth=1.1,
-                                **style)
-        handles.setdefault(label, container.lines[0])
-        ys_all += [e.value for e in es] + [e.high for e in es if e.has_ci]
-        bad = [(x, value(r)) for x, r in points if r.raw.get("valid") is False and value(r) is not None]
-        if bad:   # runs that measured the machine (pytest_disagg.validity): drawn, crossed out, never gated
-            marker = ax.scatter([x for x, _ in bad], [e.value for _, e in bad], marker="x", s=110, linewidths=2.2,
-                                color="#d62728", zorder=6)
-            handles.setdefault("invalid run (crossed out; not gated)", marker)
+        for valid in (True, False):
+            xs, es = [x for x, _, v in pts if v is valid], [e for _, e, v in pts if v is valid]
+            if not xs:
+                continue
+            err = yerr(es)
+            drawn = ax.errorbar(xs, [e.value for e in es], yerr=err, capsize=3 if err else 0, elinewidth=1.1,
+                                **(style if valid else {**style, "linestyle": "none"}))
+            handles.setdefault(label, drawn.lines[0])
+            ys_all += [e.value for e in es] + [e.high for e in es if e.has_ci]
+            if not valid:   # drawn, crossed out, never gated
+                marker = ax.scatter(xs, [e.value for e in es], marker="x", s=110, linewidths=2.2, color="#d62728",
+                                    zorder=6)
+                handles.setdefault("invalid run (crossed out, not joined, not gated)", marker)
     return ys_all
 
 
@@ -110,6 +114,9 @@ def _y_axis(ax, ys: Sequence[float], label: str) -> None:
     if wants_log(ys, 20.0):
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(lambda v, _: fmt_number(v))
+        # Under two decades, label the 2s and 5s between the powers of ten, plainly (not "6x10^0").
+        narrow = max(v for v in ys if v > 0) / min(v for v in ys if v > 0) < 100
+        ax.yaxis.set_minor_formatter(lambda v, _: f"{v:,g}" if narrow and f"{v:g}"[0] in "25" else "")
     else:
         ax.set_ylim(bottom=0)
 
@@ -324,7 +331,9 @@ def energy_by_component(runs: Sequence[RunView], ctx: Context, benchmark: str) -
         ax.grid(True, axis="y", alpha=0.3)
     for row in axes:
         row[0].set_ylabel("energy per token (J/token)")
-    handles = [Patch(color=COMPONENT_COLOURS.get(c, "#999999"), label=c) for c in stacked]
+    measured = {c for _, comps in rows for c, v in comps.items() if _finite(v.get("j_per_token")) and v["j_per_token"] > 0}
+    handles = [Patch(color=COMPONENT_COLOURS.get(c, "#999999"), label=c if c in measured else f"{c}: n/a (not measured)")
+               for c in stacked]
     handles += [Line2D([], [], linestyle="none", marker="_", markersize=16, markeredgewidth=2.5, color="black",
                        label=f"{c} (contains the others; not stacked)") for c in containers if c in drawn_containers]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
@@ -589,25 +598,8 @@ def kv_reuse(runs: Sequence[RunView], ctx: Context, benchmark: str = "kv_reuse")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     for ax, (label, value) in zip(axes, panels):
-        for j, pc in enumerate((False, True)):
-            ests = []
-            for s in setups:
-                run = next(r for r in rs if r.setup == s and r.prefix_caching is pc)
-                ests.append(value(run))
-            xs = [i + (j - 0.5) * 0.38 for i in range(len(setups))]
-            shown = [(x, e, s) for x, e, s in zip(xs, ests, setups) if e is not None]
-            if not shown:
-                continue
-            err = yerr([e for _, e, _ in shown])
-            bars = ax.bar([x for x, _, _ in shown], [e.value for _, e, _ in shown], width=0.36, yerr=err,
-                          capsize=3 if err else 0, color=[ctx.styles.colour(s) for _, _, s in shown],
-                          alpha=1.0 if pc else 0.45, hatch=None if pc else "//", edgecolor="black", linewidth=0.6)
-            if err is None:
-                ax.bar_label(bars, labels=[fmt_number(e.value) for _, e, _ in shown], fontsize=8, padding=2)
-        ax.set_xticks(range(len(setups)), setups)
-        ax.set_ylabel(label)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.set_title(label.split(" (")[0], fontsize=10)
+        _kv_panel(ax, label, setups, {(s, pc): value(next(r for r in rs if r.setup == s and r.prefix_caching is pc))
+                                      for s in setups for pc in (False, True)}, ctx)
     fig.suptitle(_title(f"KV reuse (benchmark {benchmark}): the same shared-prefix workload with prefix caching "
                         "off (hatched) and on (solid)", ctx), fontsize=11)
     fig.legend(handles=[Patch(facecolor="#bbbbbb", hatch="//", edgecolor="black", label="prefix caching off"),
@@ -616,6 +608,36 @@ def kv_reuse(runs: Sequence[RunView], ctx: Context, benchmark: str = "kv_reuse")
     plot.file = f"kv_reuse{'' if benchmark == 'kv_reuse' else '-' + benchmark}.png"
     save(fig, ctx.out_dir / plot.file)
     return plot
+
+
+def _kv_panel(ax, label: str, setups: Sequence[str], values: Mapping[tuple[str, bool], Estimate | None],
+              ctx: Context) -> None:
+    """A pair of bars per set-up, centred on its label: caching off (hatched) left, on right; a
+    slot with no figure says "n/a" (e.g. no KV moves in colocated serving, or disk's connector
+    reports no byte count) instead of leaving a gap that reads as zero."""
+    width = 0.38
+    for j, pc in enumerate((False, True)):
+        xs = [i + (j - 0.5) * width for i in range(len(setups))]
+        shown = [(x, values[(s, pc)], s) for x, s in zip(xs, setups) if values[(s, pc)] is not None]
+        for x, s in zip(xs, setups):
+            if values[(s, pc)] is None:
+                ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=8, color="#555555",
+                        transform=ax.get_xaxis_transform())
+        if not shown:
+            continue
+        err = yerr([e for _, e, _ in shown])
+        bars = ax.bar([x for x, _, _ in shown], [e.value for _, e, _ in shown], width=width * 0.95, yerr=err,
+                      capsize=3 if err else 0, color=[ctx.styles.colour(s) for _, _, s in shown],
+                      alpha=1.0 if pc else 0.45, hatch=None if pc else "//", edgecolor="black", linewidth=0.6)
+        if err is None:
+            ax.bar_label(bars, labels=[fmt_number(e.value) for _, e, _ in shown], fontsize=8, padding=2)
+    ax.set_xticks(range(len(setups)), setups)
+    ax.set_xlim(-0.6, len(setups) - 0.4)
+    ax.set_ylim(bottom=0)
+    ax.margins(y=0.12)
+    ax.set_ylabel(label)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(label.split(" (")[0], fontsize=10)
 
 
 __all__ = ["Context", "HistoryPoint", "Plot", "batch_sweep", "components_of", "energy_by_component",

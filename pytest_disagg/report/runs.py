@@ -177,6 +177,13 @@ class RunView:
         value = self.scalar(metric)
         return None if value is None else Estimate(value)
 
+    def samples(self, name: str) -> list[float] | None:
+        """The run's per-request samples of a metric (``samples.NAME``), None where not kept."""
+        values = (self.raw.get("samples") or {}).get(name) if isinstance(self.raw.get("samples"), Mapping) else None
+        if not isinstance(values, list) or not all(_number(v) is not None for v in values):
+            return None
+        return [float(v) for v in values]
+
     def server_figure(self, name: str) -> float | None:
         """A key figure of the servers' ``/metrics`` deltas (``kv_bytes``, ``prefix_cache_hits``...),
         summed over the deployment's servers; None where no server reported it."""

@@ -43,14 +43,18 @@ def faulty(base: Medium, fault: str = "swap-kv-params") -> Medium:
                             ["--fault", fault])
 
 
-def delayed(base: Medium, extra_delay_ms: float) -> Medium:
+def delayed(base: Medium, extra_delay_ms: float = 0.0, token_delay_ms: float = 0.0) -> Medium:
     """``base`` with every request's hand-off (before decode, when colocated) longer by
-    ``extra_delay_ms``: a real slowdown, to measure what the gate and the A/B verdict detect."""
-    delay = float(extra_delay_ms)
-    if not delay > 0:
-        raise ValueError(f"extra_delay_ms must be > 0, got {extra_delay_ms}")
-    return _with_proxy_args(base, f"{base.name}+delay{delay:g}ms", f"{base.summary} (test-only +{delay:g} ms)",
-                            ["--extra-delay-ms", str(delay)])
+    ``extra_delay_ms`` (TTFT) and every gap between its streamed tokens longer by ``token_delay_ms``
+    (TPOT): real slowdowns of known size, to measure what the gate and the A/B verdict detect."""
+    delay, token = float(extra_delay_ms), float(token_delay_ms)
+    if delay < 0 or token < 0 or not delay + token > 0:
+        raise ValueError(f"extra_delay_ms and token_delay_ms must be >= 0, one of them > 0; got {extra_delay_ms}, "
+                         f"{token_delay_ms}")
+    name = (f"+delay{delay:g}ms" if delay else "") + (f"+tpot{token:g}ms" if token else "")
+    what = " and ".join(([f"+{delay:g} ms TTFT"] if delay else []) + ([f"+{token:g} ms per token"] if token else []))
+    args = (["--extra-delay-ms", str(delay)] if delay else []) + (["--extra-token-delay-ms", str(token)] if token else [])
+    return _with_proxy_args(base, f"{base.name}{name}", f"{base.summary} (test-only {what})", args)
 
 
 def register(registry: MediumRegistry, medium: Medium) -> Medium:
@@ -67,7 +71,7 @@ def faulty_config(registry: MediumRegistry, config, fault: str = "swap-kv-params
     return dataclasses.replace(config, medium=medium.name)
 
 
-def delayed_config(registry: MediumRegistry, config, extra_delay_ms: float):
-    """``config`` on ``delayed(config.medium, extra_delay_ms)``, registered into ``registry``."""
-    medium = register(registry, delayed(registry.get(config.medium), extra_delay_ms))
+def delayed_config(registry: MediumRegistry, config, extra_delay_ms: float = 0.0, token_delay_ms: float = 0.0):
+    """``config`` on ``delayed(config.medium, extra_delay_ms, token_delay_ms)``, registered into ``registry``."""
+    medium = register(registry, delayed(registry.get(config.medium), extra_delay_ms, token_delay_ms))
     return dataclasses.replace(config, medium=medium.name)

@@ -119,6 +119,8 @@ class _Builder:
                 rec.end_ns = send + int(300e9)
             else:
                 first = send + int(self.rng.lognormal(math.log(ttft_ms), 0.25) * 1e6)
+                ttft = (first - send) / 1e6    # the proxy's stages of it (report: where TTFT goes)
+                rec.proxy = {"prefill_ms": 0.5 * ttft, "handoff_ms": 0.05 * ttft, "decode_ttft_ms": 0.4 * ttft}
                 step = self.rng.lognormal(math.log(tpot_ms), 0.08, OUTPUT - 1) * 1e6
                 rec.chunk_ns = [first] + [int(first + s) for s in np.cumsum(step)]
                 rec.output_tokens, rec.status, rec.end_ns = OUTPUT, "ok", rec.chunk_ns[-1] + 100_000
