@@ -106,7 +106,8 @@ def collect(out: Path, mediums: list[str], plan: dict = PLAN, *, device: str = "
             b_fronts_a2: bool | None = None, eager: bool | None = None, deadline_s: float | None = None) -> dict:
     from pytest_disagg.ab.workload import CPU_MODEL, GPU_MODEL, shape_for
     from pytest_disagg.baseline.fingerprint import machine_info
-    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
+    from pytest_disagg.children import processes
+    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool
     from pytest_disagg.mediums import MediumRegistry
 
     t_start = time.monotonic()

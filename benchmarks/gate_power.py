@@ -108,7 +108,8 @@ def collect(out: Path, mediums: list[str], runs: int, delayed_runs: int, request
     import os
 
     from pytest_disagg.baseline.fingerprint import machine_info
-    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
+    from pytest_disagg.children import processes
+    from pytest_disagg.deploy import DeploymentConfig, DeploymentPool
     from pytest_disagg.load import WorkloadSpec, fixed, poisson, run_workload
     from pytest_disagg.mediums import MediumRegistry
     from pytest_disagg.testing.faults import delayed_config

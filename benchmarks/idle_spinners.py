@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, affinity, processes  # noqa: E402
+from pytest_disagg.children import affinity, processes  # noqa: E402
+from pytest_disagg.deploy import DeploymentConfig, DeploymentPool  # noqa: E402
 from pytest_disagg.load import concurrency, run_workload  # noqa: E402
 from pytest_disagg.mediums import MediumRegistry  # noqa: E402
 from pytest_disagg.sweep import sweep_spec  # noqa: E402

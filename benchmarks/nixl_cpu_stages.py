@@ -5,7 +5,7 @@ vLLM's NIXL connector on CPU pins its worker's main thread to the last core of e
 ignoring ``VLLM_CPU_OMP_THREADS_BIND``). The pool binds prefill and decode to disjoint cores; on a
 2-core box the prefill server's main thread then runs on decode's compute core. This script starts
 nixl-cpu (prefix caching off, the tiny CPU model, the load sweep's request shape) twice — first
-leaving vLLM's pinning as it is, then with the pool's fix (``deploy/affinity.py``: threads pinned
+leaving vLLM's pinning as it is, then with the pool's fix (``children/affinity.py``: threads pinned
 outside their server's cores are moved back) — and for each prints the busiest threads with their
 affinity, and per phase (one request at a time; closed loop at concurrency 8 = the capacity probe)
 the medians of the proxy's stage records (prefill, hand-off, decode first byte), NIXL's transfer
@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, affinity, processes  # noqa: E402
+from pytest_disagg.children import affinity, processes  # noqa: E402
+from pytest_disagg.deploy import DeploymentConfig, DeploymentPool  # noqa: E402
 from pytest_disagg.load import concurrency, run_workload  # noqa: E402
 from pytest_disagg.mediums import MediumRegistry  # noqa: E402
 from pytest_disagg.sweep import sweep_spec  # noqa: E402

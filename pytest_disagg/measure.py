@@ -10,13 +10,12 @@ import dataclasses
 import time
 
 from .energy.attribution import attribute, gpus_by_role
+from .energy.rapl import RaplMeter
 from .load import RunResult, WorkloadSpec, run_workload
 
 
 def _host_meter():
     """A RAPL meter for CPU package and DRAM; it reports 'unavailable' where powercap is absent."""
-    from .energy.rapl import RaplMeter
-
     return RaplMeter(("package", "dram"), poll_interval_s=None)
 
 

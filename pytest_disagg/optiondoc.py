@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import plugin
-from .options import Option
+from .optionspec import Option
 
 START = "<!-- options table: written by `python -m pytest_disagg.optiondoc`; do not edit by hand -->"
 END = "<!-- end of options table -->"

@@ -1,12 +1,12 @@
-"""The options' one table shape, and command-line/ini values → one validated ``DisaggOptions``.
+"""The core's option table, and command-line/ini values → one validated ``DisaggOptions``.
 
-Every option of the suite is an ``Option`` row in some package's ``OPTIONS`` table (this module's
-for the core; ``ab/options.py``, and the ``pytest_plugin`` modules of energy/, baseline/, load/,
-export/, deploy/ for theirs), registered by the one call ``add_options``, so each has the same
-flag, ini twin, help and default in ``pytest --help``, in ini files and in README's option table
-(``python -m pytest_disagg.optiondoc`` writes it; a test fails when it differs). Adding an option
-is one row. The value rules sit here too, unit-testable without running pytest; each error names
-the option and the allowed values.
+Every option of the suite is an ``Option`` row (``optionspec.py``) in some package's ``OPTIONS``
+table (this module's for the core; ``ab/options.py``, and the ``pytest_plugin`` modules of energy/,
+baseline/, load/, export/, deploy/ for theirs), registered by the one call ``add_options``, so each
+has the same flag, ini twin, help and default in ``pytest --help``, in ini files and in README's
+option table (``python -m pytest_disagg.optiondoc`` writes it; a test fails when it differs).
+Adding an option is one row. The value rules sit here, unit-testable without running pytest; each
+error names the option and the allowed values.
 """
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .deploy.launchers import LAUNCHERS
+from .kvspec import validate_kv_cache_dtype
 from .mediums import MediumRegistry
 from .models import ModelConfigError, available_models, resolve_model
+from .optionspec import Option, add_options, option_value, raw_values
 
 DEVICES = ("auto", "cpu", "cuda")
 PREFIX_CACHING = ("both", "on", "off")
@@ -23,48 +25,6 @@ PREFIX_CACHING = ("both", "on", "off")
 
 class OptionError(ValueError):
     """A bad option value; the plugin turns it into a pytest usage error."""
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option and its ini twin: ``default`` is the ini's (the command line's is None, so the
-    ini shows through); ``switch`` options take no value (store_true, a bool ini)."""
-    flag: str
-    ini: str
-    help: str
-    default: str | None = None
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-    switch: bool = False
-    group: str = "disagg"
-
-
-GROUPS = {"disagg": "disaggregated serving (pytest-disagg)", "disagg-ab": "A/B in one session (pytest-disagg)"}
-
-
-def add_options(parser, table) -> None:
-    """Each row of ``table`` as a command-line option in its ``--help`` group, with its ini twin."""
-    for row in table:
-        group = parser.getgroup(row.group, GROUPS[row.group])
-        text = f"{row.help} [ini: {row.ini}]".replace("%", "%%")      # argparse %-formats option help
-        if row.switch:
-            group.addoption(row.flag, dest=row.ini, action="store_true", default=None, help=text)
-            parser.addini(row.ini, row.help, type="bool", default=False)
-        else:
-            group.addoption(row.flag, dest=row.ini, default=None, metavar=row.metavar, choices=row.choices,
-                            help=text)
-            parser.addini(row.ini, row.help, default=row.default)
-
-
-def option_value(config, ini: str):
-    """The command line's value of the option whose ini twin is ``ini``, else the ini's."""
-    value = config.getoption(ini)
-    return config.getini(ini) if value is None else value
-
-
-def raw_values(config, table) -> dict:
-    """Option name without ``--disagg-`` -> the command line's value, else the ini's, else None."""
-    return {row.flag[len("--disagg-"):].replace("-", "_"): option_value(config, row.ini) or None for row in table}
 
 
 OPTIONS = (
@@ -207,8 +167,6 @@ def parse_prefix_caching(value: str | None) -> tuple[bool, ...]:
 
 
 def parse_kv_cache_dtype(value: str | None) -> str:
-    from .kvspec import validate_kv_cache_dtype
-
     try:
         return validate_kv_cache_dtype(value)
     except ValueError as exc:

@@ -1,10 +1,11 @@
-"""pytest entry point: options, markers and the deployment fixtures. Thin on purpose.
+"""pytest entry point: options, markers, the session's state, and the hooks that need every area.
 
-The work lives in the library (deploy/, load/, energy/, baseline/); this module only turns
-pytest's options into a ``DisaggOptions``, keeps one ``DeploymentPool`` per session in the config
-stash, and parametrizes ``disagg_deployment_config`` (session scope, so tests are grouped by
-deployment) over the selected mediums × prefix caching or a preset's configurations;
-``disagg_deployment`` gets each test its running deployment from the pool.
+The work lives in the library and each area's wiring (``wiring.AREA_PLUGINS``: deploy/, energy/,
+baseline/, load/, export/, ab/ each have a ``pytest_plugin.py``); this module turns pytest's options
+into a ``DisaggOptions`` and builds the session's state (``session.py``) at configure, writes the
+results JSON before the servers stop, skips at collection what cannot run here, and hands tests
+``disagg_options``, ``disagg_results``, ``disagg_preset`` and ``disagg_bench``. The deployment
+fixtures (``disagg_deployment`` and its parametrization) are ``deploy/pytest_plugin.py``'s.
 """
 from __future__ import annotations
 
@@ -12,23 +13,29 @@ import sys
 
 import pytest
 
-from . import hookspec, progress
-from .deploy import DeploymentConfig, DeploymentError, DeploymentPool
-from .deploy import processes
-from .mediums import InstallInfo, MediumRegistry, detect_install
+from . import hookspec, progress, wiring  # wiring before the areas' plugins are imported (see wiring.py)
+from .ab.pytest_plugin import ab_session
+from .ab.runner import ABBench
+from .attach import AttachError, load_attach
+from .attach.dcgm import meter_for
+from .baseline.pytest_plugin import machine_fingerprint
+from .bench import Bench, optional_energy_meter, run_fingerprint
+from .children import processes
+from .deploy import DeploymentPool
+from .deploy.pytest_plugin import pool_of, remote_energy
+from .energy import nvmllib
+from .energy.nodes import node_fingerprint
+from .energy.pytest_plugin import energy_gpus
+from .mediums import MediumRegistry
 from .mediums.base import count_cuda_devices
-from .options import OPTIONS, DisaggOptions, OptionError, add_options, build_options, raw_values
+from .options import OPTIONS, DisaggOptions, OptionError, build_options
+from .optionspec import add_options, raw_values
 from .presets import Preset, PresetError, load_preset
 from .results import SessionResults
+from .session import (ATTACH_KEY, OPTIONS_KEY, PRESET_KEY, REGISTRY_KEY, REMOTE_METER_KEY, RESULTS_KEY, existing_pool,
+                      options_of, preset_of, results_of)
 
-pytest_plugins = [
-    "pytest_disagg.energy.pytest_plugin",
-    "pytest_disagg.baseline.pytest_plugin",
-    "pytest_disagg.load.pytest_plugin",
-    "pytest_disagg.export.pytest_plugin",
-    "pytest_disagg.ab.pytest_plugin",
-    "pytest_disagg.deploy.pytest_plugin",
-]
+pytest_plugins = list(wiring.AREA_PLUGINS)
 
 MARKERS = {
     "disagg": "runs real prefill/decode deployments; disagg(mediums=[...], prefix_caching=[...]) narrows them",
@@ -40,15 +47,6 @@ MARKERS = {
     "preset": "belongs to a preset: skipped at collection (no deployment started) without --disagg-preset",
     "ray": "runs servers through --disagg-launcher=ray on a loopback Ray cluster (needs ray)",
 }
-
-_OPTIONS_KEY = pytest.StashKey[DisaggOptions]()
-_POOL_KEY = pytest.StashKey[DeploymentPool]()
-_REGISTRY_KEY = pytest.StashKey[MediumRegistry]()
-_INSTALL_KEY = pytest.StashKey[InstallInfo]()
-_RESULTS_KEY = pytest.StashKey[SessionResults]()
-_PRESET_KEY = pytest.StashKey["Preset | None"]()
-_ATTACH_KEY = pytest.StashKey[object]()          # the attach file's AttachConfig
-_ATTACHED_KEY = pytest.StashKey[object]()        # its AttachedDeployment, once checked
 
 
 def pytest_addhooks(pluginmanager):
@@ -81,22 +79,28 @@ def pytest_configure(config):
         except PresetError as exc:
             raise pytest.UsageError(f"--disagg-preset={options.preset!r}: {exc}") from None
     if options.attach is not None:
-        from .attach import AttachError, load_attach
-
         try:
-            config.stash[_ATTACH_KEY] = load_attach(options.attach)
+            config.stash[ATTACH_KEY] = load_attach(options.attach)
         except AttachError as exc:
             raise pytest.UsageError(f"--disagg-attach: {exc}") from None
-    config.stash[_REGISTRY_KEY] = registry
-    config.stash[_OPTIONS_KEY] = options
-    config.stash[_PRESET_KEY] = preset
-    config.stash[_RESULTS_KEY] = SessionResults(options={
+    config.stash[REGISTRY_KEY] = registry
+    config.stash[OPTIONS_KEY] = options
+    config.stash[PRESET_KEY] = preset
+    config.stash[RESULTS_KEY] = SessionResults(options={
         "device": options.device, "gpus": list(options.gpus), "model": options.model,
         "kv_cache_dtype": options.kv_cache_dtype,
         "mediums": list(options.mediums) if options.mediums else None,
         "preset": preset.describe() if preset else None,
     })
+    config.stash[REMOTE_METER_KEY] = _remote_meter
     processes.install_sigterm_handler()
+
+
+def _remote_meter(config):
+    """The meter for GPUs this process does not read itself: an attached deployment's DCGM-exporter,
+    or the Ray nodes' samplers; None: local NVML."""
+    dcgm = meter_for(config)
+    return dcgm if dcgm is not None else remote_energy(config)
 
 
 def pytest_sessionstart(session):
@@ -106,7 +110,7 @@ def pytest_sessionstart(session):
 
 def pytest_unconfigure(config):
     progress.install(None)
-    pool = config.stash.get(_POOL_KEY, None)
+    pool = existing_pool(config)
     if pool is not None:
         pool.close()
     processes.terminate_all()
@@ -115,9 +119,9 @@ def pytest_unconfigure(config):
 
 def pytest_sessionfinish(session):
     config = session.config
-    pool = config.stash.get(_POOL_KEY, None)
-    results = config.stash.get(_RESULTS_KEY, None)
-    options = config.stash.get(_OPTIONS_KEY, None)
+    pool = existing_pool(config)
+    results = config.stash.get(RESULTS_KEY, None)
+    options = config.stash.get(OPTIONS_KEY, None)
     try:   # write first: a Ctrl-C or SIGTERM while the servers stop must not lose the results
         if results is not None and options is not None and options.json_path is not None and results.runs:
             if pool is not None:
@@ -125,9 +129,7 @@ def pytest_sessionfinish(session):
                 if pool.deaths:
                     results.derived.setdefault("deployment_deaths", pool.deaths)
             if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
-                from .bench import run_fingerprint
-
-                results.fingerprint = run_fingerprint(config)
+                results.fingerprint = run_fingerprint(machine_fingerprint(config))
             document = results.to_json()
             config.hook.pytest_disagg_update_json(config=config, results=document)
             results.write(options.json_path, document)
@@ -159,61 +161,23 @@ def pytest_runtest_setup(item):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    results = config.stash.get(_RESULTS_KEY, None)
+    results = config.stash.get(RESULTS_KEY, None)
     if results is None or not results.runs:
         return
     for title, table in results.summary_tables():
         terminalreporter.write_sep("-", f"disagg: {title}")
         terminalreporter.write_line(table)
-    options = config.stash[_OPTIONS_KEY]
+    options = options_of(config)
     if options.json_path is not None:
         terminalreporter.write_line(f"disagg: results written to {options.json_path}")
 
 
-def disagg_options_of(config) -> DisaggOptions:
-    return config.stash[_OPTIONS_KEY]
-
-
-def install_info(config) -> InstallInfo:
-    if _INSTALL_KEY not in config.stash:
-        config.stash[_INSTALL_KEY] = detect_install(list(config.stash[_REGISTRY_KEY]))
-    return config.stash[_INSTALL_KEY]
-
-
-def existing_pool(config) -> DeploymentPool | None:
-    """The session's pool if a deployment was asked for, else None (nothing is created)."""
-    return config.stash.get(_POOL_KEY, None)
-
-
-def pool_of(config) -> DeploymentPool:
-    if _POOL_KEY not in config.stash:
-        options = config.stash[_OPTIONS_KEY]
-        config.stash[_POOL_KEY] = DeploymentPool(
-            config.stash[_REGISTRY_KEY], logs_dir=options.logs_dir, server_timeout_s=options.server_timeout_s,
-            max_live=options.max_live, cache_dir=session_cache_dir(config), launcher=launcher_of(options),
-        )
-    return config.stash[_POOL_KEY]
-
-
-def session_cache_dir(config):
-    """Checkpoints and vLLM's KV sizing for this session: under pytest's session temp dir."""
-    factory = getattr(config, "_tmp_path_factory", None)
-    return factory.getbasetemp() / "disagg-cache" if factory is not None else None
-def launcher_of(options: DisaggOptions):
-    from .deploy.launchers import make_launcher
-
-    if options.launcher == "ray":
-        return make_launcher("ray", address=options.ray_address, resource=options.ray_resource,
-                             num_gpus_per_server=1.0 if options.device == "cuda" else 0.0)
-    return make_launcher(options.launcher)
-
-
 def pytest_disagg_update_fingerprint(config, fingerprint):
     """The launcher joins the machine fields when it is not the default (local keeps old hashes)."""
-    options = config.stash.get(_OPTIONS_KEY, None)
+    options = config.stash.get(OPTIONS_KEY, None)
     if options is not None and options.launcher != "local":
         fingerprint["launcher"] = options.launcher
-        pool = config.stash.get(_POOL_KEY, None)
+        pool = existing_pool(config)
         if options.launcher == "ray" and options.device == "cuda":
             pool = pool_of(config)
             pool.launcher.connect()     # the nodes' GPUs are fingerprinted whenever this runs first
@@ -224,110 +188,18 @@ def pytest_disagg_update_fingerprint(config, fingerprint):
 
 def _add_node_gpus(config, fingerprint) -> None:
     """Per Ray GPU node, its GPU models and driver, as its energy sampler reads them (NVML, read-only)."""
-    from .deploy.launchers.ray_energy import gpu_nodes
-    from .energy.nodes import node_fingerprint
-    from .energy.pytest_plugin import remote_energy
+    from .deploy.launchers.ray_energy import gpu_nodes   # optional dependency: ray (the ray extra)
 
     nodes = gpu_nodes()
     if nodes:
         fingerprint["ray_node_gpus"] = node_fingerprint(remote_energy(config).identities(nodes))
 
 
-def attached_deployment(config):
-    """The attached deployment, its URLs checked once per session (a test fails when they do not answer)."""
-    from .attach import AttachError, attach
-
-    if _ATTACHED_KEY not in config.stash:
-        try:
-            config.stash[_ATTACHED_KEY] = attach(config.stash[_ATTACH_KEY])
-        except AttachError as exc:
-            config.stash[_ATTACHED_KEY] = exc
-    found = config.stash[_ATTACHED_KEY]
-    if isinstance(found, Exception):
-        pytest.fail(str(found), pytrace=False)
-    return found
-
-
-def make_config(config, medium: str, **overrides) -> DeploymentConfig:
-    """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
-    options = config.stash[_OPTIONS_KEY]
-    base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus,
-                kv_cache_dtype=options.kv_cache_dtype, eager=options.eager)
-    if options.device == "cpu":
-        base.update(block_size=32)  # the CPU attention backend needs multiples of 32
-    base.update(overrides)
-    dc = DeploymentConfig(**base)
-    for changed in config.hook.pytest_disagg_deployment_config(config=config, deployment_config=dc):
-        if changed is not None:
-            dc = changed
-    return dc
-
-
-def selected_mediums(config) -> list[str]:
-    options = config.stash[_OPTIONS_KEY]
-    registry = config.stash[_REGISTRY_KEY]
-    return list(options.mediums) if options.mediums else registry.names()
-
-
-def unavailable_reason(config, medium_name: str) -> str | None:
-    options = config.stash[_OPTIONS_KEY]
-    medium = config.stash[_REGISTRY_KEY].get(medium_name)
-    missing = install_info(config).missing_for(medium, options.device)
-    return f"medium {medium_name} unavailable: " + "; ".join(missing) if missing else None
-
-
-def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
-    """The deployments a session runs: a preset's configurations, or mediums × prefix caching."""
-    options = config.stash[_OPTIONS_KEY]
-    preset = config.stash[_PRESET_KEY]
-    params = []
-    attached = config.stash.get(_ATTACH_KEY, None)
-    if attached is not None:          # a deployment managed elsewhere: that one, and only it
-        return [pytest.param(attached, id=attached.key())]
-    if preset is not None:
-        for c in preset.configurations(options.device, len(options.gpus)):
-            if (options.mediums and c.medium not in options.mediums) or (
-                    wanted_mediums is not None and c.medium not in wanted_mediums):
-                continue
-            overrides = dict(c.overrides)
-            if options.device == "cuda":
-                overrides["gpus"] = options.gpus[: c.gpus_needed]
-            dc = make_config(config, c.medium, **overrides)
-            if wanted_caching is not None and dc.prefix_caching not in wanted_caching:
-                continue
-            params.append(pytest.param(dc, id=dc.key()))
-        return params
-    mediums = selected_mediums(config)
-    if wanted_mediums is not None:
-        mediums = [m for m in mediums if m in wanted_mediums]
-    for medium in mediums:
-        for pc in options.prefix_caching:
-            if wanted_caching is not None and pc not in wanted_caching:
-                continue
-            dc = make_config(config, medium, prefix_caching=pc)
-            params.append(pytest.param(dc, id=dc.key()))
-    return params
-
-
-def pytest_generate_tests(metafunc):
-    if "disagg_deployment_config" not in metafunc.fixturenames:
-        return
-    marker = metafunc.definition.get_closest_marker("disagg")
-    kwargs = marker.kwargs if marker is not None else {}
-    params = deployment_params(metafunc.config, kwargs.get("mediums"), kwargs.get("prefix_caching"))
-    # Session scope on the configuration makes pytest group the tests by deployment, so each
-    # starts once when nothing else needs the pool's slots in between.
-    metafunc.parametrize("disagg_deployment_config", params, indirect=True, scope="session")
-
-
 def _no_energy_reason(config) -> str | None:
     """Why GPU energy cannot be metered here (decided once, at collection), or None."""
-    from .energy import nvmllib
-    from .energy.pytest_plugin import energy_gpus
-
     if energy_gpus(config) is not None:
         return None
-    options = config.stash[_OPTIONS_KEY]
+    options = options_of(config)
     if options.launcher == "ray" and options.device == "cuda":
         return None                 # read on the servers' nodes (energy/nodes.py), not here
     try:
@@ -340,7 +212,7 @@ def _no_energy_reason(config) -> str | None:
 def pytest_collection_modifyitems(config, items):
     """Skips decided here, before any fixture: a test that would skip in its body must not start a
     deployment first (fixtures set up in order, the deployment usually first)."""
-    options = config.stash[_OPTIONS_KEY]
+    options = options_of(config)
     no_gpu = pytest.mark.skip(reason="needs a GPU: none selected (use --disagg-gpus=0[,1])")
     no_preset = pytest.mark.skip(reason="belongs to a preset: run with --disagg-preset=paper (or paper-quick)")
     energy_reason: list = []
@@ -350,7 +222,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.disagg)
         if item.get_closest_marker("gpu") is not None and options.device != "cuda":
             item.add_marker(no_gpu)
-        if item.get_closest_marker("preset") is not None and config.stash[_PRESET_KEY] is None:
+        if item.get_closest_marker("preset") is not None and preset_of(config) is None:
             item.add_marker(no_preset)
         if "disagg_energy_meter" in names:
             if not energy_reason:
@@ -362,84 +234,27 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def disagg_options(pytestconfig) -> DisaggOptions:
     """The validated options of this session."""
-    return pytestconfig.stash[_OPTIONS_KEY]
+    return options_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def disagg_results(pytestconfig) -> SessionResults:
     """The session's results collector: ``disagg_results.add_run(benchmark=..., deployment=..., run=...)``."""
-    return pytestconfig.stash[_RESULTS_KEY]
-
-
-def results_of(config) -> SessionResults:
-    return config.stash[_RESULTS_KEY]
+    return results_of(pytestconfig)
 
 
 @pytest.fixture
 def disagg_bench(request, disagg_results, disagg_baseline):
-    """Run a workload on a deployment, record it in the results JSON and gate it against baselines."""
-    from .bench import Bench, optional_energy_meter
-
-    return Bench(request, disagg_results, disagg_baseline, optional_energy_meter(request))
+    """Run a workload on a deployment, record it in the results JSON and gate it against baselines
+    (under ``--disagg-ab``: rounds on both sides, ``ab.runner.ABBench``)."""
+    meter = optional_energy_meter(request)
+    ab = ab_session(request.config)
+    if ab is not None:
+        return ABBench(request, disagg_results, disagg_baseline, meter, session=ab, pool=pool_of(request.config))
+    return Bench(request, disagg_results, disagg_baseline, meter)
 
 
 @pytest.fixture(scope="session")
 def disagg_preset(pytestconfig) -> Preset | None:
     """The preset selected with --disagg-preset, or None."""
-    return pytestconfig.stash[_PRESET_KEY]
-
-
-@pytest.fixture(scope="session")
-def disagg_pool(pytestconfig) -> DeploymentPool:
-    """The session's deployment pool: ``disagg_pool.get(disagg_config("nixl-cpu"))``."""
-    return pool_of(pytestconfig)
-
-
-@pytest.fixture(scope="session")
-def disagg_config(pytestconfig):
-    """Build a DeploymentConfig for this session's device/GPUs/model: ``disagg_config("disk", prefix_caching=True)``."""
-    def build(medium: str, **overrides) -> DeploymentConfig:
-        return make_config(pytestconfig, medium, **overrides)
-    return build
-
-
-def announced_get(pool: DeploymentPool, dc: DeploymentConfig, what: str | None = None):
-    """``pool.get(dc)``, with the progress lines of a start-up ("starting X", "X ready in N s")
-    when it has to start one."""
-    if pool.is_live(dc):
-        return pool.get(dc)
-    with progress.current().starting(f"{what or dc.key()}, {dc.serving_mode()}"):   # graphs: start-up time
-        return pool.get(dc)
-
-
-@pytest.fixture(scope="session")
-def disagg_get_deployment(pytestconfig):
-    """Get a running deployment for a config, or skip the test with the reason it cannot run here."""
-    def get(dc: DeploymentConfig):
-        if dc is pytestconfig.stash.get(_ATTACH_KEY, None):
-            return attached_deployment(pytestconfig)
-        reason = unavailable_reason(pytestconfig, dc.medium)
-        if reason:
-            pytest.skip(reason)
-        try:
-            return announced_get(pool_of(pytestconfig), dc)
-        except DeploymentError as exc:
-            pytest.fail(f"deployment {dc.key()} did not come up:\n{exc}", pytrace=False)
-    return get
-
-
-@pytest.fixture(scope="session")
-def disagg_deployment_config(request) -> DeploymentConfig:
-    """The configuration this test runs on (one parameter per selected medium x prefix caching,
-    or per preset configuration)."""
-    return request.param
-
-
-@pytest.fixture
-def disagg_deployment(disagg_deployment_config, disagg_get_deployment):
-    """A running deployment (proxy URL, prefill/decode handles, medium, config), one per parameter.
-
-    Looked up in the pool for every test, not cached for the session: a test that starts other
-    deployments (a benchmark comparing prefix caching on and off, a reference) may have made the
-    pool stop this one, and then it is started again rather than handed out dead."""
-    return disagg_get_deployment(disagg_deployment_config)
+    return preset_of(pytestconfig)

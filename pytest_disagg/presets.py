@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .energy.attribution import components
 from .energy.grid import evenly_spaced, parse_range_spec
 from .energy.ipmi import COMPONENT as NODE_COMPONENT
 from .energy.rapl import COMPONENT_BY_DOMAIN
+from .mediums import MediumRegistry
 from .metrics import MetricError
 from .metrics import describe as describe_metric
 from .models import FIXTURES_DIR, ModelConfigError, resolve_model
@@ -279,8 +281,6 @@ def preset_path(name_or_path: str) -> Path:
 def load_preset(name_or_path: str, registry: Iterable[Any] | None = None) -> Preset:
     """Read and check a preset. ``registry`` lists the mediums it may name (default: built-ins)."""
     if registry is None:
-        from .mediums import MediumRegistry
-
         registry = MediumRegistry()
     mediums = {m.name: m for m in registry}
     path = preset_path(name_or_path)
@@ -420,6 +420,4 @@ def _specs(raw: Any, mediums: Mapping[str, Any], path: Path) -> tuple[Configurat
 def energy_per_component(attribution: Any) -> dict[str, dict[str, Any]]:
     """Joules per (input + output) token of each component and its share of the measured total
     (``energy.attribution.components``, the energy record's ``components``)."""
-    from .energy.attribution import components
-
     return components(attribution)

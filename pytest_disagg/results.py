@@ -37,18 +37,18 @@ rules, ``pytest_disagg.validity``), ``side`` ("A"/"B", A/B mode only), ``extra``
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
-import os
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from tabulate import tabulate
+
 from . import verdicts as words
+from .files import atomic_write
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)      # schema 1 files (docs/*/results.json) are upgraded when read
@@ -176,30 +176,17 @@ class SessionResults:
         SIGTERM that arrives during the write is held until the file is in place."""
         text = json.dumps(document if document is not None else self.to_json(), indent=1, sort_keys=True,
                           default=str) + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
         held = None      # SIGINT/SIGTERM blocked in the main thread, delivered once unblocked
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
             held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(text)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            atomic_write(path, text)
         finally:
             if held is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def summary_tables(self) -> list[tuple[str, str]]:
         """One compact table per benchmark: (title, text)."""
-        from tabulate import tabulate
-
         by_bench: dict[str, list[dict]] = {}
         for run in self.runs:
             by_bench.setdefault(run["benchmark"], []).append(run)

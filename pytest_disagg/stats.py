@@ -31,6 +31,7 @@ Errors: bad input raises :class:`StatsError` (a ``ValueError``) naming what is w
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Callable, Iterable, NamedTuple, Sequence
 
@@ -372,7 +373,7 @@ def signed_rank_p(d: Sequence[float]) -> float:
     """Two-sided Wilcoxon signed-rank p of the paired differences ``d`` (zeros dropped), exact
     (scipy) for up to 50 non-zero differences. With n rounds the smallest possible p is 2 / 2^n:
     0.0078 at 8 rounds, 0.0020 at 10, 0.00049 at 12."""
-    from scipy import stats as sps
+    from scipy import stats as sps   # slow to import (0.9 s on the 2-core box): only some tests need it
 
     d = as_samples(d, "paired differences", allow_empty=True)
     d = d[d != 0]
@@ -429,7 +430,7 @@ def exact_floor_rounds(level: float) -> int:
 def _t_quantile_for(noise: float, rounds: int, level: float):
     """scipy's Student t and the two-sided ``level``'s quantile on ``rounds`` - 1 df; None below the
     exact test's floor (nothing can be called there). Shared by ``detectable_change`` and ``power_at``."""
-    from scipy.stats import t as student
+    from scipy.stats import t as student   # slow to import: only resolution figures need it
 
     if noise < 0 or rounds < 0:
         raise StatsError(f"noise and rounds must be >= 0, got {noise} and {rounds}")
@@ -472,8 +473,6 @@ def rounds_needed(noise: float, change: float, level_at: Callable[[int], float],
     smaller level); None if not within ``limit``. Candidates: every count up to 64, then steps of
     5 %; found by bisection (what the rounds can call only grows with them: each added round gains
     more than the extra look costs), since every A/B verdict computes it."""
-    import bisect
-
     if change <= 0:
         raise StatsError(f"change must be > 0, got {change}")
     candidates, n = [], 2
@@ -565,7 +564,7 @@ def change_points(series: Iterable[float], *, max_pvalue: float = DEFAULT_CP_PVA
     if x.size < 4:
         return []
     try:
-        from otava.analysis import compute_change_points
+        from otava.analysis import compute_change_points   # optional dependency: apache-otava (history extra)
     except ImportError:
         raise StatsError("change points need Apache Otava: pip install 'pytest-disagg[history]' "
                          "(or apache-otava)") from None

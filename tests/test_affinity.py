@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_disagg.deploy import affinity
+from pytest_disagg.children import affinity
 
 
 def fake_proc(tmp_path, tree: dict[int, list[int]], tasks: dict[int, list[int]]):

@@ -188,17 +188,17 @@ def test_deployment_meter_refuses_a_deployment_without_gpus(cluster):
 
 
 def fake_config(launcher, device):
-    from pytest_disagg.plugin import _OPTIONS_KEY
+    from pytest_disagg.session import OPTIONS_KEY
 
     config = SimpleNamespace(stash=pytest.Stash(), cleanups=[])
     config.add_cleanup = config.cleanups.append
-    config.stash[_OPTIONS_KEY] = SimpleNamespace(launcher=launcher, device=device)
+    config.stash[OPTIONS_KEY] = SimpleNamespace(launcher=launcher, device=device)
     return config
 
 
 @pytest.mark.parametrize("launcher, device", [("local", "cuda"), ("local", "cpu"), ("ray", "cpu")])
 def test_energy_is_read_here_unless_ray_runs_the_servers_on_gpus(launcher, device):
-    from pytest_disagg.energy.pytest_plugin import remote_energy
+    from pytest_disagg.deploy.pytest_plugin import remote_energy
 
     config = fake_config(launcher, device)
     assert remote_energy(config) is None and config.cleanups == []
@@ -207,7 +207,7 @@ def test_energy_is_read_here_unless_ray_runs_the_servers_on_gpus(launcher, devic
 def test_ray_on_gpus_gives_one_node_energy_per_session_closed_at_the_end():
     pytest.importorskip("ray", reason="ray is not installed")
     from pytest_disagg.deploy.launchers.ray_energy import RaySamplers
-    from pytest_disagg.energy.pytest_plugin import remote_energy
+    from pytest_disagg.deploy.pytest_plugin import remote_energy
 
     config = fake_config("ray", "cuda")
     energy = remote_energy(config)

@@ -8,8 +8,8 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pytest_disagg.deploy import handoffs
-from pytest_disagg.deploy.handoffs.base import Handoff, ms
+from pytest_disagg import handoffs
+from pytest_disagg.handoffs.base import Handoff, ms
 from pytest_disagg.deploy.pool import DeploymentConfig, proxy_command
 from pytest_disagg.deploy.proxy import DisaggProxy, build
 from pytest_disagg.mediums import Medium, MediumRegistry

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pytest_disagg.deploy import processes
+from pytest_disagg.children import processes
 from pytest_disagg.deploy.launchers import LAUNCHERS, LocalLauncher, make_launcher
 from pytest_disagg.mediums import MediumRegistry
 from pytest_disagg.options import OptionError, build_options

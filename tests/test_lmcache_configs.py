@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pytest_disagg.mediums import MediumRegistry
+from pytest_disagg import lmcache_wire as wire
 from pytest_disagg.mediums import lmcache as lm
 from pytest_disagg.mediums.base import MediumContext
 
@@ -83,12 +84,12 @@ def test_dis_gpu_receiver_binds_what_the_sender_is_told(ctx):
         assert cfg["pd_buffer_device"] == "cuda" and cfg["pd_buffer_size"] == lm.PD_BUFFER_BYTES
         assert cfg["local_cpu"] is False
     assert pre["pd_role"] == "sender" and dec["pd_role"] == "receiver"
-    assert pre["pd_proxy_port"] == PD_PORTS["lmcache_pd_notify"] and pre["pd_proxy_host"] == lm.HOST
+    assert pre["pd_proxy_port"] == PD_PORTS["lmcache_pd_notify"] and pre["pd_proxy_host"] == wire.HOST
     assert "pd_peer_init_port" not in pre
     # Lists: LMCache indexes them by tensor-parallel rank.
     assert dec["pd_peer_init_port"] == [PD_PORTS["lmcache_pd_init"]]
     assert dec["pd_peer_alloc_port"] == [PD_PORTS["lmcache_pd_alloc"]]
-    spec = lm.disagg_spec("req-7", lm.PdPorts.from_context(ctx))
+    spec = wire.disagg_spec("req-7", wire.PdPorts.from_context(ctx))
     assert spec == {"req_id": "req-7", "receiver_host": dec["pd_peer_host"],
                     "receiver_init_port": dec["pd_peer_init_port"],
                     "receiver_alloc_port": dec["pd_peer_alloc_port"]}
@@ -111,7 +112,7 @@ def test_dis_gpu_needs_its_three_ports(tmp_path):
     same = MediumContext(workdir=tmp_path, device="cuda", side_channel_port=1,
                          peer_ports={"lmcache_pd_init": 9, "lmcache_pd_alloc": 9, "lmcache_pd_notify": 10})
     with pytest.raises(lm.LMCacheConfigError, match="must differ"):
-        lm.PdPorts.from_context(same)
+        wire.PdPorts.from_context(same)
 
 
 def test_colocated_role_is_refused():
@@ -159,11 +160,11 @@ def test_pd_notification_is_read_back():
     class ProxyNotif(PDMsgBase):
         req_id: str
 
-    assert lm.notified_request(msgspec.msgpack.encode(ProxyNotif(req_id="req-7"))) == "req-7"
+    assert wire.notified_request(msgspec.msgpack.encode(ProxyNotif(req_id="req-7"))) == "req-7"
     with pytest.raises(lm.LMCacheConfigError, match="not an LMCache ProxyNotif"):
-        lm.notified_request(msgspec.msgpack.encode({"type": "AllocRequest", "keys": []}))
+        wire.notified_request(msgspec.msgpack.encode({"type": "AllocRequest", "keys": []}))
     with pytest.raises(lm.LMCacheConfigError, match="not msgpack"):
-        lm.notified_request(b"\xc1")
+        wire.notified_request(b"\xc1")
 
 
 def test_pd_notification_from_lmcache_itself():
@@ -171,7 +172,7 @@ def test_pd_notification_from_lmcache_itself():
                              reason="LMCache is not installed here (it needs CUDA; the lent GPU has 0.5.2)")
     import msgspec
 
-    assert lm.notified_request(msgspec.msgpack.encode(pd.ProxyNotif(req_id="r1"))) == "r1"
+    assert wire.notified_request(msgspec.msgpack.encode(pd.ProxyNotif(req_id="r1"))) == "r1"
 
 
 def test_odirect_is_probed_where_the_files_go(ctx, monkeypatch):

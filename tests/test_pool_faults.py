@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pytest_disagg.deploy import processes
+from pytest_disagg.children import processes
 from pytest_disagg.deploy.pool import MAX_RESTARTS, DeploymentConfig, DeploymentError, DeploymentPool
 from pytest_disagg.mediums import MediumRegistry
 

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
+from pytest_disagg.children import processes
+from pytest_disagg.deploy import DeploymentConfig, DeploymentPool
 from pytest_disagg.deploy.pool import _Running
 from pytest_disagg.mediums import MediumRegistry
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_disagg.deploy import leftovers, processes
-from pytest_disagg.deploy.supervisor import proc_stat
+from pytest_disagg.children import processes
+from pytest_disagg.children.supervisor import proc_stat
+from pytest_disagg.deploy import leftovers
 from pytest_disagg.testing.procs import alive as _alive
 
 TARGETS = Path(__file__).parent / "_targets"
@@ -253,7 +254,7 @@ def test_run_captures_output_and_ends_the_tree_on_timeout(tmp_path):
 def test_a_process_counts_as_dead_once_its_exit_has_begun_not_only_once_it_is_a_zombie():
     """A killed server's sockets close before it turns zombie, so the proxy can end a test's stream
     while /proc still lists the server: the kernel's PF_EXITING flag is what says it is dying."""
-    from pytest_disagg.deploy.supervisor import PF_EXITING, exit_begun, stat_says_exiting
+    from pytest_disagg.children.supervisor import PF_EXITING, exit_begun, stat_says_exiting
 
     own = Path("/proc/self/stat").read_bytes()
     assert not stat_says_exiting(own) and not exit_begun(os.getpid())

@@ -48,7 +48,7 @@ from pytest_disagg.deploy.selfcheck import run_selfcheck
 from pytest_disagg.load import ClientOptions, RequestSpec, RunResult, all_at_once, build_requests, concurrency, run_workload
 from pytest_disagg.mediums import MediumRegistry
 from pytest_disagg.models import resolve_model
-from pytest_disagg.plugin import disagg_options_of
+from pytest_disagg.session import options_of
 from pytest_disagg.testing.faults import faulty_config
 
 pytestmark = pytest.mark.disagg
@@ -426,7 +426,7 @@ EQUALITY_MEDIUMS = ("nixl-cpu", "nixl-gpu", "disk")
 
 def pytest_generate_tests(metafunc):
     if "equality_model" in metafunc.fixturenames:
-        models = disagg_options_of(metafunc.config).equality_models
+        models = options_of(metafunc.config).equality_models
         metafunc.parametrize("equality_model", list(models) or [None], ids=[resolve_model(m).name for m in models]
                              or ["none"], scope="session")
 
@@ -659,7 +659,7 @@ def test_metric_invariants_property(disagg_deployment):
 def test_equality_property_catches_a_swapped_kv_handoff(request, disagg_options, disagg_pool, disagg_config):
     """Decode is handed the previous request's kv_transfer_params (proxy fault
     ``swap-kv-params``): the equality property must fail, by wrong tokens, not by errors."""
-    from pytest_disagg.plugin import unavailable_reason
+    from pytest_disagg.deploy.pytest_plugin import unavailable_reason
 
     if disagg_options.mediums and "nixl-cpu" not in disagg_options.mediums:
         pytest.skip("nixl-cpu is not among --disagg-mediums")

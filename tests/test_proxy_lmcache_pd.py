@@ -21,7 +21,7 @@ from pytest_disagg.deploy.pool import DeploymentConfig, deployment_ports, proxy_
 from pytest_disagg.deploy.proxy import DisaggProxy, build
 from pytest_disagg.deploy.server import ServerHandle, free_port
 from pytest_disagg.mediums import MediumContext, MediumRegistry
-from pytest_disagg.mediums import lmcache as lm
+from pytest_disagg import lmcache_wire as wire
 
 
 class ProxyNotif(msgspec.Struct, tag=True):
@@ -151,8 +151,8 @@ def test_prefill_carries_the_spec_and_decode_gets_the_original_request(when):
     assert status == 200 and text.rstrip().endswith("data: [DONE]")
     (pre,) = prefill.bodies
     spec = pre["kv_transfer_params"]["disagg_spec"]
-    assert pre["kv_transfer_params"] == {"disagg_spec": lm.disagg_spec(
-        spec["req_id"], lm.PdPorts(init=pd.init_ports[0], alloc=pd.alloc_ports[0], notify=pd.notify_port))}
+    assert pre["kv_transfer_params"] == {"disagg_spec": wire.disagg_spec(
+        spec["req_id"], wire.PdPorts(init=pd.init_ports[0], alloc=pd.alloc_ports[0], notify=pd.notify_port))}
     assert spec["receiver_host"] == "127.0.0.1" and spec["receiver_init_port"] == pd.init_ports
     assert pre["max_tokens"] == 1 and pre["stream"] is False
     (dec,) = decode.bodies
@@ -278,16 +278,16 @@ def _handle(role: str, port: int) -> ServerHandle:
 
 def test_pool_gives_servers_and_proxy_the_same_ports(tmp_path):
     medium = MediumRegistry().get("lmcache-nixl")
-    assert medium.ports == lm.PD_PORT_NAMES
+    assert medium.ports == wire.PD_PORT_NAMES
     ports = deployment_ports(medium)
-    assert set(ports) == {"prefill", "decode", *lm.PD_PORT_NAMES} and len(set(ports.values())) == len(ports)
+    assert set(ports) == {"prefill", "decode", *wire.PD_PORT_NAMES} and len(set(ports.values())) == len(ports)
     ctx = MediumContext(workdir=tmp_path, device="cuda", side_channel_port=ports["prefill"], peer_ports=ports)
-    expected = lm.PdPorts.from_context(ctx)                       # what both servers' LMCache files say
+    expected = wire.PdPorts.from_context(ctx)                       # what both servers' LMCache files say
     cmd = proxy_command(medium, DeploymentConfig(medium="lmcache-nixl", device="cuda"),
                         [_handle("prefill", 8100), _handle("decode", 8200)], 8000, ports)
     assert cmd[cmd.index("--mode") + 1] == "lmcache_pd"
     proxy, _ = build(cmd[cmd.index("--mode"):])
-    assert proxy.handoff.pd.disagg_spec("x") == lm.disagg_spec("x", expected)
+    assert proxy.handoff.pd.disagg_spec("x") == wire.disagg_spec("x", expected)
     assert proxy.handoff.pd.notify_port == expected.notify
 
 

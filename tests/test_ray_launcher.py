@@ -20,7 +20,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'pytest-disagg[ray]')")
 
-from pytest_disagg.deploy import processes  # noqa: E402
+from pytest_disagg.children import processes  # noqa: E402
 from pytest_disagg.deploy.launchers import make_launcher  # noqa: E402
 from pytest_disagg.deploy.pool import DeploymentConfig, DeploymentPool  # noqa: E402
 from pytest_disagg.mediums import MediumRegistry, detect_install  # noqa: E402

@@ -12,8 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_disagg.deploy import DeploymentError, processes
-from pytest_disagg.plugin import unavailable_reason
+from pytest_disagg.children import processes
+from pytest_disagg.deploy import DeploymentError
+from pytest_disagg.deploy.pytest_plugin import unavailable_reason
 
 TARGET = Path(__file__).parent / "_targets" / "server_death_target.py"
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from pytest_disagg.deploy import storebarrier as sb
+from pytest_disagg.handoffs import storebarrier as sb
 from pytest_disagg.deploy.pool import DeploymentConfig, proxy_command
 from pytest_disagg.deploy.proxy import DisaggProxy, build
 from pytest_disagg.mediums import MediumContext, MediumRegistry
@@ -276,7 +276,7 @@ def test_redis_counter_against_a_real_redis_server(tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not on PATH (Debian: apt-get install redis-server)")
     redis = pytest.importorskip("redis")
-    from pytest_disagg.deploy import processes
+    from pytest_disagg.children import processes
     from pytest_disagg.deploy.services import start_redis
 
     addr, child = start_redis(tmp_path, tmp_path / "redis.log")

@@ -43,6 +43,16 @@ def test_cpu_workflow_runs_readme_test_command():
     assert "tox -e test" in (ROOT / ".ci/run").read_text()
 
 
+def test_ci_checks_the_import_layers_before_the_tests():
+    wf = yaml.safe_load((ROOT / ".github/workflows/cpu.yml").read_text())
+    steps = [s.get("run", "") for s in wf["jobs"]["test"]["steps"]]
+    lint = next(i for i, run in enumerate(steps) if "tox -e lint" in run)
+    assert lint < next(i for i, run in enumerate(steps) if "tox -e test" in run)
+    ci = (ROOT / ".ci/run").read_text()
+    assert "tox -e lint" in ci and ci.index("tox -e lint") < ci.index("tox -e test")
+    assert "[testenv:lint]" in (ROOT / "tox.ini").read_text()
+
+
 def test_nightly_gpu_publishes_the_report_and_the_trend_series():
     wf = yaml.safe_load((ROOT / ".github/workflows/nightly-gpu.yml").read_text())
     job = wf["jobs"]["gpu-regression"]

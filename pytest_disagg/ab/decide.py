@@ -38,6 +38,7 @@ import numpy as np
 
 from .. import stats
 from ..verdicts import IMPROVED, REGRESSED, SAME, UNDECIDED
+from .options import MIN_ROUNDS, looks_for
 
 ALPHA = 0.01            # family level of one metric's verdict over all its looks
 SAME_BAND = 0.025       # |B/A - 1| below this, with confidence, is "same" (half the 5 % to detect)
@@ -139,8 +140,6 @@ def resolution(d: np.ndarray, lvl: float, alpha: float = ALPHA) -> dict:
 
 def resolution_at(noise: float, rounds: int, lvl: float, alpha: float = ALPHA) -> dict:
     """``resolution`` for a known round-to-round ``noise`` and ``rounds`` rounds at level ``lvl``."""
-    from .options import MIN_ROUNDS, looks_for
-
     needed = stats.rounds_needed(noise, TARGET_CHANGE, lambda n: level(len(looks_for(n)), alpha), POWER)
     needed = None if needed is None else max(needed, MIN_ROUNDS)     # the smallest budget allowed
     resolves = stats.detectable_change(noise, rounds, lvl, POWER)

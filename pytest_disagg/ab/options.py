@@ -10,7 +10,8 @@ import shlex
 from dataclasses import dataclass
 
 from ..devices import policy
-from ..options import Option, OptionError, parse_positive
+from ..options import OptionError, parse_positive
+from ..optionspec import Option
 
 FRESH = ("auto", "yes", "no")
 DEFAULT_FRESH = "yes"

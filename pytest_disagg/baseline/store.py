@@ -19,15 +19,14 @@ never overwritten unless a refresh is asked for.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from filelock import FileLock, Timeout
 
+from ..files import atomic_write
 from . import document, jsonfmt
 from .document import BaselineError
 
@@ -72,24 +71,6 @@ def _lock_for(root: Path) -> FileLock:
     writers on other hosts sharing the directory), hidden from listings, never committed."""
     root.mkdir(parents=True, exist_ok=True)
     return FileLock(str(root / LOCK_NAME), timeout=LOCK_TIMEOUT_S)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see either the old or the whole new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def read_document(path: Path) -> dict:
@@ -230,5 +211,5 @@ def _unwritable(where: Path, exc: OSError) -> BaselineError:
                          "writable, point --disagg-baselines-dir at a writable copy, or run with --disagg-baseline=off")
 
 
-__all__ = ["BaselineError", "BaselineExists", "BaselineStore", "CANDIDATES", "Entry", "atomic_write",
+__all__ = ["BaselineError", "BaselineExists", "BaselineStore", "CANDIDATES", "Entry",
            "file_name", "matches", "read_document"]

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from . import processes
-from .supervisor import all_stats, proc_stat
+from ..children import processes
+from ..children.supervisor import all_stats, proc_stat
 
 
 @dataclass

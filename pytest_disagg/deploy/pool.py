@@ -25,8 +25,12 @@ from typing import Mapping
 from ..devices import policy
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
-from . import handoffs, processes
+from .. import handoffs
+from ..checkpoints import CheckpointError, build_checkpoint
+from ..children import affinity, processes
+from ..kvspec import KVSpecError, KVSpecProbe, cross_check
 from .launchers import Launcher, LocalLauncher
+from .selfcheck import run_selfcheck
 from .server import ServerHandle, ServerSpec, VllmServer, _healthy, free_port
 from .services import start_service
 
@@ -189,11 +193,9 @@ def assign_cpu_cores(n_roles: int, n_cores: int | None = None) -> list[str]:
 
 
 def confine_servers(handles, cores: list[str | None]) -> list[dict]:
-    """Move threads vLLM pinned outside a server's cores back onto them (see deploy/affinity.py:
+    """Move threads vLLM pinned outside a server's cores back onto them (see children/affinity.py:
     NIXL's CPU worker pins its main thread to the machine's last core, i.e. onto the other
     server's compute core on a 2-core box). Returns what was moved, per role."""
-    from . import affinity
-
     moved = []
     for handle, spec in zip(handles, cores):
         if spec:
@@ -539,8 +541,6 @@ class DeploymentPool:
                 startup_s=time.monotonic() - t0, kv_spec=kv_spec, confined_threads=confined,
             )
             if self.run_selfcheck and medium.disaggregated:
-                from .selfcheck import run_selfcheck
-
                 stage[0] = "self-check"
                 deployment.selfcheck = run_selfcheck(deployment)
                 if not deployment.selfcheck["passed"]:
@@ -570,8 +570,6 @@ def model_directory(model: ModelSpec, config: DeploymentConfig, workdir: Path, c
     if config.weights == "dummy":
         return model.materialize(workdir / "model"), "dummy"
     if config.weights == "checkpoint":
-        from ..checkpoints import CheckpointError, build_checkpoint
-
         try:
             return build_checkpoint(model.config_path, cache_dir / "checkpoints"), "auto"
         except CheckpointError as exc:
@@ -580,8 +578,6 @@ def model_directory(model: ModelSpec, config: DeploymentConfig, workdir: Path, c
 
 
 def start_kv_probe(model_dir: Path, config: DeploymentConfig, dtype: str, cache_dir: Path):
-    from ..kvspec import KVSpecProbe
-
     return KVSpecProbe([{"model_dir": model_dir, "dtype": dtype, "kv_cache_dtype": config.kv_cache_dtype,
                          "block_size": config.block_size, "max_model_len": config.max_model_len}],
                        device=config.device, cache_dir=cache_dir / "kvspec")
@@ -591,8 +587,6 @@ def kv_probe_result(probe, model: ModelSpec, dtype: str, kv_cache_dtype: str) ->
     """vLLM's bytes per token and its sizing (with the formula's cross-check) for the deployment.
     When vLLM cannot be asked, the formula stands in only where it is known to hold (plain
     attention, the model's dtype in the cache); otherwise the deployment fails, saying why."""
-    from ..kvspec import KVSpecError, cross_check
-
     formula = model.kv_bytes_per_token(dtype)
     try:
         spec = probe.results()[0]

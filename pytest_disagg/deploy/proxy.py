@@ -5,7 +5,7 @@ known quantity — no global lock, hundreds of concurrent streams, a per-request
 the time went (prefill, hand-off, decode) and of which stage failed. It runs as its own process
 so that its event loop never competes with the load generator's.
 
-Hand-offs (``none``, ``kv_params``, ``storage``, ``lmcache_pd``) are classes in ``deploy/handoffs/``,
+Hand-offs (``none``, ``kv_params``, ``storage``, ``lmcache_pd``) are classes in ``handoffs/``,
 chosen by ``--mode``: each owns its stage transition, its flags and its validation; this module
 owns routing, the per-request records and the decode stream.
 
@@ -26,8 +26,8 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from . import handoffs
-from .handoffs.base import StageError, ms as _ms
+from .. import handoffs
+from ..handoffs.base import StageError, ms as _ms
 
 FAULTS = ("none", "swap-kv-params")
 MAX_RECORDS = 200_000

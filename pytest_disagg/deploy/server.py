@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from . import processes
-from .logs import error_lines, log_tail  # noqa: F401  (re-exported)
+from ..children import processes
+from ..children.logs import error_lines, log_tail  # noqa: F401  (re-exported)
 
 
 class ServerStartError(processes.StartError):

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Callable
 
-from . import processes
+from ..children import processes
 from .server import free_port
 
 

@@ -81,9 +81,7 @@ class NodeSampler:
 
     def identity(self) -> dict:
         """The node's GPUs (index, model, UUID), driver and how each GPU is metered."""
-        from ..baseline.fingerprint import gpu_info
-
-        info = gpu_info(self._nvml)
+        info = nvmllib.gpu_info(self._nvml)
         return {**self.meter.info.to_json(), "driver": info.get("driver"), "cuda_driver": info.get("cuda_driver")}
 
     def begin(self, name: str) -> None:

@@ -206,9 +206,46 @@ def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def gpu_info(nvml: Any = None) -> dict[str, Any]:
+    """GPU names and count, driver and the driver's CUDA version from NVML; empty without GPUs.
+
+    No NVML binding, no driver, or no GPU all mean "no GPU fields" rather than an error: the CPU
+    build of the suite fingerprints the CPU instead.
+    """
+    try:
+        lib = read_only(load(nvml))
+        session = NvmlSession(lib, ())
+    except NvmlUnavailable:
+        return {}
+    try:
+        count = int(lib.nvmlDeviceGetCount())
+        if count == 0:
+            return {}
+        names = [as_text(lib.nvmlDeviceGetName(lib.nvmlDeviceGetHandleByIndex(i))) for i in range(count)]
+        info: dict[str, Any] = {"gpu": names, "gpu_count": count}
+        info["driver"] = _nvml_optional(lib, "nvmlSystemGetDriverVersion")
+        cuda = _nvml_optional(lib, "nvmlSystemGetCudaDriverVersion")
+        info["cuda_driver"] = f"{int(cuda) // 1000}.{int(cuda) % 1000 // 10}" if cuda is not None else None
+        return info
+    finally:
+        session.close()
+
+
+def _nvml_optional(lib: Any, name: str) -> Any:
+    try:
+        value = getattr(lib, name)()
+    except AttributeError:
+        return None
+    except Exception as exc:
+        if is_nvml_error(lib, exc):
+            return None
+        raise
+    return as_text(value) if isinstance(value, bytes) else value
+
 __all__ = [
     "all_gpus",
     "GpuIdentity",
+    "gpu_info",
     "NVML_ERROR_NOT_SUPPORTED",
     "NVML_ERROR_NO_PERMISSION",
     "NvmlSession",

@@ -5,8 +5,10 @@ Options (group ``disagg``, each with an ini twin):
   --disagg-dvfs-grid=LO:HI:N        (disagg_dvfs_grid)   SM clocks per stage, MHz; default 360:1260:4
   --disagg-energy-gpus=0,1          (disagg_energy_gpus) NVML indices to meter; default all
 
-Fixtures: ``disagg_energy_meter`` (session; started, idle measured; skips without NVML; under
-``--disagg-launcher=ray`` on GPUs, a :class:`~.nodes.NodeEnergy` with a sampler actor per node),
+Fixtures: ``disagg_energy_meter`` (session; started, idle measured; skips without NVML; the
+session's ``remote_meter`` where the GPUs are read elsewhere: an attached deployment's
+DCGM-exporter, or under ``--disagg-launcher=ray`` on GPUs a :class:`~.nodes.NodeEnergy` with a
+sampler actor per node),
 ``disagg_clocks`` (session; a ClockController in the selected mode), and ``disagg_dvfs_point``
 (one DvfsPoint per grid configuration; skipped when dvfs is off or NVML is missing).
 """
@@ -16,15 +18,15 @@ from typing import Iterator
 
 import pytest
 
+from ..optionspec import Option, add_options, option_value
+from ..session import remote_meter
 from . import nvmllib
 from .clocks import MODES, ClockController, ClockError, ClockSupportError, parse_mode
 from .grid import dvfs_grid, evenly_spaced, parse_range_spec
 from .nvml import EnergyMeter
-from ..options import Option, add_options, option_value
 
 DEFAULT_GRID = "360:1260:4"
 IDLE_SECONDS = 2.0
-_REMOTE_KEY = pytest.StashKey[object]()
 OPTIONS = (
     Option("--disagg-dvfs", "disagg_dvfs", "GPU clock control: off (default), dry-run (validate and log, set "
            "nothing), apply (lock clocks per stage; needs root; always reset afterwards)", "off", choices=MODES),
@@ -89,42 +91,14 @@ def _gpus_or_skip(config: pytest.Config) -> tuple[int, ...]:
         pytest.skip(f"no GPU energy measurement: {exc}")
 
 
-def _attached_dcgm(config: pytest.Config):
-    from ..attach.dcgm import meter_for
-
-    return meter_for(config)
-
-
-def remote_energy(config: pytest.Config):
-    """The session's :class:`~.nodes.NodeEnergy` when the servers run in Ray actors on GPUs
-    (``--disagg-launcher=ray``, device cuda), made once; None otherwise (energy is read here)."""
-    from ..plugin import disagg_options_of
-
-    options = disagg_options_of(config)
-    if options.launcher != "ray" or options.device != "cuda":
-        return None
-    if _REMOTE_KEY not in config.stash:
-        from ..deploy.launchers.ray_energy import RaySamplers
-        from .nodes import NodeEnergy
-
-        energy = NodeEnergy(RaySamplers(idle_seconds=IDLE_SECONDS))
-        config.stash[_REMOTE_KEY] = energy
-        config.add_cleanup(energy.close)
-    return config.stash[_REMOTE_KEY]
-
-
 @pytest.fixture(scope="session")
 def disagg_energy_meter(pytestconfig: pytest.Config) -> Iterator[EnergyMeter]:
-    dcgm = _attached_dcgm(pytestconfig)
-    if dcgm is not None:      # an attached deployment's GPUs are read from its DCGM-exporter
-        yield dcgm
-        return
-    remote = remote_energy(pytestconfig)
-    if remote is not None:    # the GPUs are on Ray nodes: samplers start there per deployment
+    remote = remote_meter(pytestconfig)
+    if remote is not None:    # an attached deployment's DCGM-exporter, or samplers on the Ray nodes
         try:
             yield remote
         finally:
-            remote.close()
+            getattr(remote, "close", lambda: None)()
         return
     meter = EnergyMeter(_gpus_or_skip(pytestconfig))
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics
+from ..baseline.fingerprint import machine_fields as fingerprint_fields
 from ..results import load_results
 
 
@@ -171,9 +172,9 @@ def _fingerprint(doc: dict) -> dict:
 
 
 def machine_fields(fingerprint: dict) -> dict[str, Any]:
-    """The machine half of a fingerprint (new shape ``{"machine": {...}, ...}`` or a flat one)."""
-    machine = fingerprint.get("machine") if isinstance(fingerprint.get("machine"), dict) else fingerprint
-    return {k: v for k, v in machine.items() if not isinstance(v, dict)}
+    """The machine half's flat fields (``fingerprint.machine_fields``): pytest-benchmark's
+    ``machine_info`` and the CSV columns hold no nested maps."""
+    return {k: v for k, v in fingerprint_fields(fingerprint).items() if not isinstance(v, dict)}
 
 
 __all__ = ["ExportError", "Figure", "ResultsFile", "from_document", "machine_fields", "read"]

@@ -11,32 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from ..baseline.document import git_commit
+from ..files import atomic_write, new_file_mode
 from . import FORMATS, ExportError, benchjson, gab, read, series
 
 EXIT_OK, EXIT_CANNOT_WRITE, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def new_file_mode() -> int:
-    """The mode ``open()`` gives a new file (0644 under the usual umask 022): a temp file from
-    ``mkstemp`` is 0600, and an export renamed from it would be unreadable to anyone else."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_json_atomic(path: Path, data: dict | list) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.fchmod(fd, new_file_mode())
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, allow_nan=False) + "\n", file_mode=new_file_mode())
 
 
 def cmd_export(args) -> int:
@@ -49,7 +35,6 @@ def cmd_export(args) -> int:
     if args.format == "pytest-benchmark":
         commit, source = files[0].commit, "results"
         if commit is None:
-            from ..baseline.document import git_commit
             commit, source = git_commit(Path(args.files[0]).resolve().parent), "checkout of the results file"
         doc, notes = benchjson.document(files[0], with_data=args.with_data, commit=commit, commit_source=source)
         write_json_atomic(out, doc)

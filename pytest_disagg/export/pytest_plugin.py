@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ..options import Option, add_options
+from ..baseline.document import git_commit
+from ..optionspec import Option, add_options
+from ..session import results_of
+from . import ExportError, from_document
+from .benchjson import document as benchmark_document   # not pytest_*: pluggy would take it for a hook
+from .cli import write_json_atomic
 
 OPTIONS = (
     Option("--disagg-benchmark-json", "disagg_benchmark_json", "also write the session's results as "
@@ -43,8 +48,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_disagg_update_json(config, results: dict) -> None:
-    from ..baseline.document import git_commit
-
     if results.get("git_commit") is None:
         results["git_commit"] = git_commit(config.rootpath)
     config.stash[_DOCUMENT_KEY] = results
@@ -58,8 +61,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     document = config.stash.get(_DOCUMENT_KEY, None)
     if document is None:
-        from ..plugin import results_of
-
         results = results_of(config)
         if not results.runs:
             reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -72,13 +73,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def write(document: dict, path: Path, config: pytest.Config) -> None:
-    from . import ExportError, from_document, pytest_benchmark_document
-    from .cli import write_json_atomic
-
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
-        doc, skipped = pytest_benchmark_document(from_document(document, "<this session>"),
-                                                 commit=document.get("git_commit"), commit_source="checkout")
+        doc, skipped = benchmark_document(from_document(document, "<this session>"),
+                                          commit=document.get("git_commit"), commit_source="checkout")
     except ExportError as exc:
         if reporter is not None:
             reporter.write_line(f"disagg: no pytest-benchmark JSON written: {exc}")

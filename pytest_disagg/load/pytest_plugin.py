@@ -12,7 +12,7 @@ import pytest
 
 from .result import DEFAULT_MAX_FAILURE_FRACTION
 from .runner import run_workload
-from ..options import Option, add_options, option_value
+from ..optionspec import Option, add_options, option_value
 
 OPTIONS = (
     Option("--disagg-max-failures", "disagg_max_failures", "fraction of failed requests above which a load run "

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .. import metrics
 from .client import RequestRecord
 from .workload import WorkloadSpec
@@ -138,8 +140,6 @@ class RunResult:
 
     def client_figures(self) -> dict:
         """How punctual the client was: send lateness against the schedule and event-loop lag (ms)."""
-        import numpy as np
-
         out: dict[str, float | int] = {}
         send = [r.send_lag_ms for r in self.measured if r.send_lag_ms is not None]
         for name, values in (("send_lag_ms", send), ("loop_lag_ms", self.loop_lag_ms)):

@@ -22,6 +22,7 @@ import aiohttp
 
 from .. import progress as _progress
 from .. import promparse
+from .arrivals import ramp_offsets
 from .client import ClientOptions, RequestRecord, StreamClient
 from .result import RunResult
 from .workload import RequestSpec, WorkloadSpec, build_requests
@@ -78,7 +79,7 @@ def run_workload(target, spec: WorkloadSpec, *, progress: bool | None = None, vo
                          options=options, requests=requests)
     if use_uvloop:
         try:
-            import uvloop
+            import uvloop   # optional dependency: the fast extra
         except ImportError:
             pass
         else:
@@ -197,8 +198,6 @@ async def _open_loop(start: Callable, offsets: list[float | None], t0: int, dead
 
 async def _closed_loop(start: Callable, n: int, spec: WorkloadSpec, t0: int, deadline: int) -> str | None:
     """``concurrency`` workers; each sends its next request when its previous one ends."""
-    from .arrivals import ramp_offsets
-
     counter = iter(range(n))
     stopped: list[str] = []
 

@@ -1,6 +1,7 @@
 """Registry of transfer mediums (built-in ones plus those users register from conftest.py)."""
 from __future__ import annotations
 
+from .. import handoffs
 from .base import InstallInfo, Medium, MediumContext, RoleSetup, detect_install
 from .builtin import BUILTIN_MEDIUMS
 
@@ -19,13 +20,11 @@ class MediumRegistry:
             self.register(medium)
 
     def register(self, medium: Medium, *, replace: bool = False) -> None:
-        from ..deploy import handoffs
-
         if medium.name in self._by_name and not replace:
             raise ValueError(f"medium {medium.name!r} is already registered")
         if medium.handoff not in handoffs.HANDOFFS:
             raise ValueError(f"medium {medium.name!r}: unknown hand-off {medium.handoff!r}; "
-                             f"known: {', '.join(handoffs.HANDOFFS)} (deploy/handoffs/)")
+                             f"known: {', '.join(handoffs.HANDOFFS)} (handoffs/)")
         self._by_name[medium.name] = medium
 
     def get(self, name: str) -> Medium:

@@ -3,7 +3,7 @@
 A medium is data plus two small functions (the kv_transfer_config and the environment of a role),
 so that adding one is a single entry in ``builtin.py`` (or a ``pytest_disagg_register_mediums`` hook
 in a user's conftest.py) and never a change to the deployment code. How the proxy moves a request
-from prefill to decode is the hand-off the medium names (``deploy/handoffs/``).
+from prefill to decode is the hand-off the medium names (``handoffs/``).
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping
+
+from .. import handoffs
+from ..children import processes
 
 Role = Literal["prefill", "decode", "colocated"]
 
@@ -54,7 +57,7 @@ class Medium:
     name: str
     summary: str
     handoff: str                            # what the proxy does between the two stages: a key of
-                                            # deploy.handoffs.HANDOFFS (checked at registration)
+                                            # handoffs.HANDOFFS (checked at registration)
     connector: str | None = None            # vLLM KV connector class name (registry key)
     needs_cuda: bool = False
     needs_modules: tuple[str, ...] = ()     # Python modules the servers import (e.g. "lmcache")
@@ -68,13 +71,11 @@ class Medium:
     # ``MediumContext.peer_ports`` and the proxy gets those it binds or hands on (e.g. LMCache PD).
     ports: tuple[str, ...] = ()
     # Proxy arguments that hold decode until prefill's asynchronous store has landed
-    # (``deploy.storebarrier``), for storage mediums whose stores outlive prefill's answer.
+    # (``handoffs.storebarrier``), for storage mediums whose stores outlive prefill's answer.
     proxy_args: Callable[[MediumContext], list[str]] | None = None
 
     @property
     def disaggregated(self) -> bool:
-        from ..deploy import handoffs
-
         return handoffs.get(self.handoff).disaggregated
 
     def roles(self) -> tuple[Role, ...]:
@@ -149,7 +150,6 @@ def probe_vllm(python: str = sys.executable, timeout: float = 900.0) -> tuple[st
     A child, because importing vLLM costs ~10 s and pulls torch into the pytest process, and
     because the registry — not a version table — is the truth about which connectors exist.
     """
-    from ..deploy import processes   # under a supervisor: the probe dies with pytest (SIGKILL too)
 
     try:
         proc = processes.run([python, "-c", _PROBE], timeout=timeout)
@@ -166,7 +166,7 @@ def probe_vllm(python: str = sys.executable, timeout: float = 900.0) -> tuple[st
 def count_cuda_devices() -> int:
     """GPUs NVML can see (0 without a driver or without nvidia-ml-py)."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml  # type: ignore[import-not-found]  # optional dependency: nvidia-ml-py
     except ImportError:
         return 0
     try:

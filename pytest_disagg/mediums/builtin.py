@@ -5,6 +5,7 @@ how the proxy hands a request from prefill to decode, and how the self-check pro
 """
 from __future__ import annotations
 
+from ..lmcache_wire import PD_PORT_NAMES
 from . import lmcache
 from .base import Medium, MediumContext, Role, RoleSetup
 
@@ -136,7 +137,7 @@ BUILTIN_MEDIUMS: tuple[Medium, ...] = (
         evidence="external_hits",
         role_setup=lmcache.pd_over_nixl,
         paper_name="dis-gpu",
-        ports=lmcache.PD_PORT_NAMES,
+        ports=PD_PORT_NAMES,
     ),
     Medium(
         name="p2p-nccl",

@@ -29,17 +29,17 @@ notification arriving before or within 70 ms of prefill's answer; the fs tier wr
 token with O_DIRECT and decode loaded 15,999 of 16,000 tokens from it, but only once the write had
 finished: remote tiers store asynchronously, so a decode request sent the moment prefill answers
 finds nothing and recomputes (0 of 16,000 tokens found). So the proxy of lmcache-disk and
-lmcache-cpu holds decode until prefill's chunks are in the store (``deploy.storebarrier``).
+lmcache-cpu holds decode until prefill's chunks are in the store (``handoffs.storebarrier``).
 """
 from __future__ import annotations
 
 import json
 import mmap
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..lmcache_wire import HOST, LMCacheConfigError, PdPorts
 from .base import MediumContext, Role, RoleSetup
 
 LMCACHE_VERSION = "0.5.2"
@@ -48,12 +48,6 @@ CPU_GIB = 8.0                     # CPU tier / staging buffer per server, GB (LM
 PD_BUFFER_BYTES = 4 * 1024**3     # PD transfer buffer on each GPU
 NIXL_BACKENDS = ("UCX",)
 UCX_TLS = "cuda_ipc,cuda_copy,tcp"  # the study's cuda_ipc transport; LMCache's PD example uses this
-HOST = "127.0.0.1"
-
-# Names of the extra ports the lmcache-nixl medium needs in ``MediumContext.peer_ports``: the
-# decode server binds init (NIXL handshake) and alloc (buffer allocation); the proxy binds notify
-# (LMCache's sender pushes "KV of request X is in place" there).
-PD_PORT_NAMES = ("lmcache_pd_init", "lmcache_pd_alloc", "lmcache_pd_notify")
 
 # Every top-level key this module writes, with the type LMCache 0.5.2's ``_CONFIG_DEFINITIONS``
 # gives it (bool is checked before int: in Python a bool is an int).
@@ -85,33 +79,6 @@ EXTRA_KEYS = frozenset({
     "save_chunk_meta",                         # connector/base_connector.py
     "force_store_wait",                        # v1/cache_engine.py
 })
-
-
-class LMCacheConfigError(ValueError):
-    """A generated LMCache config that 0.5.2 would misread; names the key."""
-
-
-@dataclass(frozen=True)
-class PdPorts:
-    """The three ports of one LMCache PD pair (see ``PD_PORT_NAMES``)."""
-
-    init: int
-    alloc: int
-    notify: int
-
-    @classmethod
-    def from_context(cls, ctx: MediumContext) -> "PdPorts":
-        missing = [name for name in PD_PORT_NAMES if name not in ctx.peer_ports]
-        if missing:
-            raise LMCacheConfigError(
-                f"lmcache-nixl needs the deployment to allocate ports {', '.join(missing)} in "
-                "MediumContext.peer_ports (the decode server binds init and alloc, the proxy binds "
-                "notify); none can be derived from the per-role side-channel ports"
-            )
-        ports = cls(*(int(ctx.peer_ports[name]) for name in PD_PORT_NAMES))
-        if len({ports.init, ports.alloc, ports.notify}) != 3:
-            raise LMCacheConfigError(f"lmcache-nixl ports must differ, got {ports}")
-        return ports
 
 
 def validate(config: Mapping[str, Any], where: str = "LMCache config") -> None:
@@ -300,32 +267,3 @@ def pd_over_nixl(role: Role, ctx: MediumContext) -> RoleSetup:
     """Role setup of ``lmcache-nixl``; ``UCX_TLS`` from the environment wins over the study's."""
     return _setup(role, ctx, pd_config(role, PdPorts.from_context(ctx)),
                   env={"UCX_TLS": os.environ.get("UCX_TLS", UCX_TLS)})
-
-
-def disagg_spec(request_id: str, ports: PdPorts, host: str = HOST) -> dict[str, Any]:
-    """What the proxy puts in the prefill request's ``kv_transfer_params["disagg_spec"]``.
-
-    LMCache's vLLM adapter reads exactly these keys (``update_state_after_alloc``); the sender
-    indexes the port lists by tensor-parallel rank and names the request ``req_id`` in its
-    notification.
-    """
-    return {"req_id": request_id, "receiver_host": host,
-            "receiver_init_port": [ports.init], "receiver_alloc_port": [ports.alloc]}
-
-
-def notified_request(payload: bytes) -> str:
-    """The request id in one LMCache PD "KV in place" message (what the proxy's PULL socket gets).
-
-    LMCache 0.5.2 sends ``msgspec.msgpack.encode(ProxyNotif(req_id=...))``, a tagged struct, i.e.
-    the map ``{"type": "ProxyNotif", "req_id": ...}``, once per tensor-parallel rank of the decode
-    server, after the last chunk of the request has landed there.
-    """
-    import msgspec  # a vLLM and LMCache dependency; only the lmcache_pd hand-off needs it
-
-    try:
-        message = msgspec.msgpack.decode(payload)
-    except msgspec.DecodeError as exc:
-        raise LMCacheConfigError(f"LMCache PD notification is not msgpack: {exc}") from None
-    if not isinstance(message, dict) or message.get("type") != "ProxyNotif" or not isinstance(message.get("req_id"), str):
-        raise LMCacheConfigError(f"not an LMCache ProxyNotif message: {message!r}")
-    return message["req_id"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
+from ..files import atomic_write, new_file_mode
+
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;
 color:#1b1b1b}
@@ -79,7 +81,7 @@ def render_html(page_text: str, out_dir: Path, anchor) -> str:
 
 def write_html(page_text: str, out_dir: Path, name: str, anchor) -> Path:
     path = Path(out_dir) / name
-    path.write_text(render_html(page_text, Path(out_dir), anchor), encoding="utf-8")
+    atomic_write(path, render_html(page_text, Path(out_dir), anchor), file_mode=new_file_mode())
     return path
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..baseline.document import BaselineError, validate
+from ..baseline.fingerprint import machine_fields
 from ..results import READABLE_SCHEMAS, SCHEMA_VERSION, load_results, upgrade
 
 KIND_RESULTS = "results"
@@ -50,15 +52,6 @@ class Document:
         return machine_fields(self.data.get("fingerprint"))
 
 
-def machine_fields(fingerprint: Any) -> dict[str, Any]:
-    """The machine half of a fingerprint: a results file may hold ``Fingerprint.to_json()``
-    (``{"machine": {...}, "subject": ...}``) or the machine fields themselves."""
-    if not isinstance(fingerprint, Mapping):
-        return {}
-    inner = fingerprint.get("machine")
-    return dict(inner) if isinstance(inner, Mapping) else dict(fingerprint)
-
-
 def _need(cond: bool, source: str, what: str) -> None:
     if not cond:
         raise ReportInputError(f"{source}: {what}")
@@ -93,8 +86,6 @@ def check_document(data: Any, source: str) -> Document:
     """Tell a results file from a baseline file and check it."""
     _need(isinstance(data, dict), source, f"expected a JSON object, found {type(data).__name__}")
     if "runs" not in data and "metrics" in data and "benchmark" in data:
-        from ..baseline.document import BaselineError, validate
-
         try:
             return Document(source, KIND_BASELINE, validate(data, source))
         except BaselineError as exc:

@@ -6,11 +6,14 @@ not show (no energy counters on CPU, clocks only validated in dry-run, one resul
 """
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .. import stats
+from ..ab.tables import ab_markdown
 from ..baseline.fingerprint import changed_fields, describe_machine, stable_hash
 from ..metrics import MetricError, describe
 from . import plots, tables
@@ -279,8 +282,6 @@ def _tables_section(runs: list[RunView]) -> Section:
 
 
 def _ab_section(data: Mapping[str, Any], runs: list[RunView], ctx: Context) -> Section:
-    from ..ab.tables import ab_markdown
-
     section = Section("A/B: side A beside side B")
     if not data.get("ab"):
         section.missing = "not an A/B session (`pytest --disagg-ab=PYTHON` or `--disagg-ab=same --disagg-ab-env=...`)"
@@ -371,8 +372,6 @@ def _history_section(docs: Sequence[Document], metric: str, stat: str, ctx: Cont
 def history_change_points(points: Sequence[HistoryPoint]) -> dict[str, list[tuple[int, Any]]]:
     """Per series, where its level shifted: (x position of the first point of the new level,
     :class:`stats.ChangePoint`)."""
-    from .. import stats
-
     by_series: dict[str, list[HistoryPoint]] = defaultdict(list)
     for p in points:
         by_series[p.series].append(p)
@@ -449,8 +448,6 @@ def _short_test_id(test: str) -> str:
 
 def _natural(text: str) -> tuple:
     """"rate=2" before "rate=10": numbers compared as numbers."""
-    import re
-
     return tuple((0, float(part), "") if re.fullmatch(r"[0-9.]+", part) and part.count(".") <= 1 and part != "."
                  else (1, 0.0, part) for part in re.split(r"([0-9.]+)", text) if part)
 

@@ -11,11 +11,13 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..energy.attribution import components
 from ..energy.pareto import ParetoPoint, pareto
 from .runs import Estimate, RunView, fmt_number, metric_label
 from .style import (COMPONENT_COLOURS, Styles, new_figure, plain_log_axis, save, series_labels, tick_text,
@@ -255,10 +257,6 @@ def components_of(run: RunView) -> dict[str, dict] | None:
     host = e.get("host")
     if not isinstance(host, list) or not host or not _finite(e.get("gpu_joules")):
         return None
-    from types import SimpleNamespace
-
-    from ..energy.attribution import components
-
     figures = [SimpleNamespace(component=str(h.get("component")), joules=h.get("joules"),
                                unavailable=h.get("unavailable") or "not measured")
                for h in host if isinstance(h, Mapping)]

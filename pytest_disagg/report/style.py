@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from .fit import fit
 from .runs import RunView
 
 DPI = 120
@@ -93,8 +94,6 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save(fig: Figure, path) -> None:
     """Write the PNG once every title and legend fits the canvas (``fit``)."""
-    from .fit import fit
-
     fit(fig)
     fig.savefig(path, dpi=DPI, facecolor="white")
 

@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.uvloop:
         try:
-            import uvloop
+            import uvloop   # optional dependency: the fast extra
             uvloop.run(run())
             return
         except ImportError:

@@ -6,7 +6,7 @@ from typing import Iterable
 
 def alive(pids: Iterable[int]) -> list[str]:
     """``"pid: command line"`` of each process that still runs (zombies do not count)."""
-    import psutil
+    import psutil   # optional dependency: the test extra
 
     out = []
     for pid in pids:

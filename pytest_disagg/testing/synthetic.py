@@ -271,14 +271,12 @@ def history(n: int = 3) -> list[dict]:
 
 
 def write_all(out_dir: Path) -> list[Path]:
-    from ..results import SessionResults as _Writer
-
     out_dir.mkdir(parents=True, exist_ok=True)
     named = [("full.json", full()), ("full-applied.json", full(dvfs_applied=True)), ("sparse.json", sparse())]
     named += [(f"history-{i}.json", doc) for i, doc in enumerate(history())]
     paths = []
     for name, doc in named:
-        _Writer().write(out_dir / name, doc)
+        SessionResults().write(out_dir / name, doc)
         paths.append(out_dir / name)
     return paths
 

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from pytest_disagg.deploy import processes
+from pytest_disagg.children import processes
 
 TREE = Path(__file__).with_name("process_tree.py")
 

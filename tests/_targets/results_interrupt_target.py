@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from pytest_disagg.deploy import processes
+from pytest_disagg.children import processes
 from pytest_disagg.deploy.pool import _Running
 
 SLOW = ("import os, signal, sys, time\n"

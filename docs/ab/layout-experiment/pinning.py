@@ -8,7 +8,8 @@ import json, os, sys
 from pathlib import Path
 import numpy as np
 import psutil
-from pytest_disagg.deploy import DeploymentConfig, DeploymentPool, processes
+from pytest_disagg.children import processes
+from pytest_disagg.deploy import DeploymentConfig, DeploymentPool
 from pytest_disagg.mediums import MediumRegistry
 from pytest_disagg.ab.workload import ab_spec, CPU_MODEL
 from pytest_disagg.load import run_workload

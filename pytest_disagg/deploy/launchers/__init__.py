@@ -1,7 +1,7 @@
 """Where a server process runs: one registry of launchers, separate from the medium and the hand-off.
 
 A launcher turns "start this command line for this role" into a running child the pool can watch
-(``alive()``, ``poll()``, ``explain()``) and stop through :func:`pytest_disagg.deploy.processes.stop_all`.
+(``alive()``, ``poll()``, ``explain()``) and stop through :func:`pytest_disagg.children.processes.stop_all`.
 ``local`` (the default) is today's behaviour: a child of pytest under the supervisor. ``ray`` runs
 each server inside a Ray actor pinned to a node by a placement group (``ray.py``). The proxy, the
 services and the client always stay with pytest.
@@ -35,7 +35,7 @@ class Launcher(Protocol):
 
 
 def _ray(**options) -> Launcher:
-    from .ray import RayLauncher     # imports ray only when asked for
+    from .ray import RayLauncher     # optional dependency: ray (imported only when asked for)
 
     return RayLauncher(**options)
 

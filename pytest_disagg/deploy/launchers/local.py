@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .. import processes
+from ...children import processes
 
 
 class LocalLauncher:

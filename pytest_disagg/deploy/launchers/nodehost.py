@@ -17,10 +17,10 @@ import json
 import sys
 from pathlib import Path
 
+from pytest_disagg.children import processes
+
 
 def main() -> int:
-    from pytest_disagg.deploy import processes
-
     out = sys.stdout
     first = sys.stdin.readline()
     if not first:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from .. import processes
+from ...children import processes
 
 # Environment the server needs from pytest's side; everything else comes from the node itself.
 PASS_PREFIXES = ("VLLM_", "UCX_", "NIXL_", "LMCACHE_", "HF_", "TRANSFORMERS_", "OMP_", "PYTHON")
@@ -58,9 +60,6 @@ class ServerActor:
         self.lock = threading.Lock()
 
     def start(self, name, cmd, env_set, env_unset, log_path, ports, grace_s):
-        import subprocess
-        import sys
-
         host = ray.util.get_node_ip_address()
         env = dict(os.environ)
         for k in env_unset:
@@ -105,7 +104,7 @@ class ServerActor:
 
     def listening(self):
         """(pid, ip, port) of every listening socket of the server's tree (the loopback guard)."""
-        import psutil
+        import psutil   # optional dependency (a ray dependency)
 
         out = []
         try:

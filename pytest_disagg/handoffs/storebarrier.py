@@ -102,7 +102,7 @@ class RedisChunkCounter:
 
     async def count(self) -> StoreCount:
         if self._client is None:
-            import redis.asyncio  # needed only by the lmcache-cpu medium, which requires redis
+            import redis.asyncio  # optional dependency: only the lmcache-cpu medium, which requires redis
 
             self._client = redis.asyncio.Redis(host=self.host, port=self.port)
         done, started = set(), set()

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from ...mediums import lmcache
+from .. import lmcache_wire
 from .base import Handoff, StageError, Upstreams, ms, one_token
 
 PD_NOTIFY_TIMEOUT_S = 30.0     # prefill's answer to the last "KV in place" message, at most
@@ -39,7 +39,7 @@ class PdNotifications:
     """
 
     def __init__(self, notify_port: int, init_ports: Sequence[int], alloc_ports: Sequence[int],
-                 host: str = lmcache.HOST):
+                 host: str = lmcache_wire.HOST):
         if not init_ports or len(init_ports) != len(alloc_ports):
             raise ValueError("lmcache_pd needs one --pd-receiver-init-port and one --pd-receiver-alloc-port "
                              f"per decode TP rank, got init {list(init_ports)} and alloc {list(alloc_ports)}")
@@ -49,7 +49,7 @@ class PdNotifications:
         self.host, self.notify_port = host, notify_port
         self.init_ports, self.alloc_ports = list(init_ports), list(alloc_ports)
         self.ranks = len(self.init_ports)      # one message per TP rank (LMCache's example proxy)
-        self._first_rank = lmcache.PdPorts(init=init_ports[0], alloc=alloc_ports[0], notify=notify_port)
+        self._first_rank = lmcache_wire.PdPorts(init=init_ports[0], alloc=alloc_ports[0], notify=notify_port)
         self._waiters: dict[str, _PdWaiter] = {}
         self.received = self.matched = self.unmatched = self.malformed = self.timeouts = 0
         self.recent_unmatched: collections.deque[str] = collections.deque(maxlen=32)
@@ -58,12 +58,12 @@ class PdNotifications:
 
     def disagg_spec(self, req_id: str) -> dict:
         """The prefill request's ``kv_transfer_params["disagg_spec"]``: every rank's ports."""
-        spec = lmcache.disagg_spec(req_id, self._first_rank, host=self.host)
+        spec = lmcache_wire.disagg_spec(req_id, self._first_rank, host=self.host)
         spec["receiver_init_port"], spec["receiver_alloc_port"] = list(self.init_ports), list(self.alloc_ports)
         return spec
 
     async def start(self) -> None:
-        import zmq  # only this hand-off needs pyzmq (a vLLM dependency)
+        import zmq  # optional dependency: only this hand-off needs pyzmq (a vLLM dependency)
         import zmq.asyncio
 
         self._ctx = zmq.asyncio.Context()
@@ -98,7 +98,7 @@ class PdNotifications:
     def deliver(self, payload: bytes) -> None:
         self.received += 1
         try:
-            req_id = lmcache.notified_request(payload)
+            req_id = lmcache_wire.notified_request(payload)
         except ValueError:
             self.malformed += 1
             return

@@ -1,10 +1,10 @@
 """``storage`` (ExampleConnector, LMCache tiers): prefill with ``max_tokens=1`` stores the KV;
 decode gets the same prompt and loads the KV instead of computing it. Where the store lands after
 prefill answers (LMCache's remote tiers), ``--store-barrier`` makes decode wait for it
-(``deploy.storebarrier``); that wait is part of the hand-off time."""
+(``handoffs.storebarrier``); that wait is part of the hand-off time."""
 from __future__ import annotations
 
-from .. import storebarrier
+from . import storebarrier
 from .base import PrefillFirst, StageError, Upstreams
 
 

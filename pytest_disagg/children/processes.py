@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from . import supervisor as _sup
+from ..files import atomic_write
+from .affinity import process_tree
 from .logs import error_lines, log_tail
 
 SUPERVISOR = str(Path(_sup.__file__).resolve())
@@ -177,10 +179,7 @@ class _Session:
                    "processes": [c.to_state() for c in self.children.values()] + list(self.starting.values()),
                    "dirs": sorted(self.dirs)}
             try:
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(doc, indent=1))
-                os.replace(tmp, path)
+                atomic_write(path, json.dumps(doc, indent=1), dir_mode=0o700)
             except OSError:
                 pass      # the state file helps the next session; never fail this one over it
 
@@ -363,8 +362,6 @@ def signal_pids(pids, sig: int) -> None:
 def signal_trees(children, sig: int) -> list[int]:
     """Send ``sig`` to every live child's command and all its descendants (not its supervisor, which
     must stay awake to end the tree); returns the pids signalled, the command's own first."""
-    from .affinity import process_tree
-
     pids = [p for c in children if c.alive() for p in process_tree(c.pid)]
     signal_pids(pids, sig)
     return pids
