@@ -12,7 +12,10 @@
 #  2. the eager-vs-graphs A/B: side B = --enforce-eager, both sides kept up (--disagg-ab-fresh=no).
 #  3. an A/A (side B = AB_SIDE=B in the servers' environment) that must not call a change.
 # Why detached: one device call has 10 minutes and the job takes longer; the machine stays warm
-# while calls follow each other, and the job's files are fetched by the next call.
+# while calls follow each other, and the job's files are fetched by the next call. Make the next
+# `wait` call at once: a lent machine goes back after ~30 s idle, and the job with it (2026-12-07:
+# 11 rounds of step 1 came back, steps 2 and 3 were lost that way). Budget: the first start with
+# compilation took 265 s on an H100, each run of the GPU shape 2.4 s, a round ~18 s.
 set -uo pipefail
 what=${1:?start or wait}; out=${2:-gpu-ab27}
 work=${WORK:-/root/ab27}
