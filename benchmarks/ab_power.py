@@ -196,7 +196,6 @@ class _RoundRunner:
 
     def __init__(self, pool, meter, shape):
         self.pool, self.meter, self.shape = pool, meter, shape
-        self.b = None
 
     def side_b(self, configs: dict, delays: dict, fronts_a2: bool):
         """B fronting A2 (a deployment, returned), or B's own config (put into ``configs``; None)."""

@@ -121,7 +121,8 @@ class Deployment:
     def to_json(self) -> dict:
         return {
             "key": self.key, "medium": self.medium.describe(), "config": asdict(self.config),
-            "serving_mode": self.config.serving_mode(), "url": self.url, "servers": [s.to_json() for s in self.servers], "model": self.model.name,
+            "serving_mode": self.config.serving_mode(), "url": self.url,
+            "servers": [s.to_json() for s in self.servers], "model": self.model.name,
             "dtype": self.dtype, "kv_bytes_per_token": self.kv_bytes_per_token,
             "startup_s": self.startup_s, "selfcheck": self.selfcheck, "kv_spec": self.kv_spec,
             "confined_threads": self.confined_threads,
@@ -177,6 +178,11 @@ def assign_gpus(roles: tuple[str, ...], gpus: tuple[int, ...]) -> list[tuple[int
     if roles and roles[0] == "colocated" and len(roles) == 1:
         return [(gpus[0],)]
     return [(gpus[i % len(gpus)],) for i in range(len(roles))]
+
+
+def shares_gpus(roles, gpu_sets) -> bool:
+    """Whether some roles share a GPU (fewer distinct GPUs than roles): their memory is split."""
+    return len({g for s in gpu_sets for g in s}) < len(roles)
 
 
 def assign_cpu_cores(n_roles: int, n_cores: int | None = None) -> list[str]:
@@ -288,9 +294,7 @@ class DeploymentPool:
         if config.gpu_memory_utilization:
             return config.gpu_memory_utilization
         roles = self.registry.get(config.medium).roles()
-        gpu_sets = assign_gpus(roles, config.gpus)
-        shared = len({g for s in gpu_sets for g in s}) < len(roles)
-        return round(0.85 / len(roles), 3) if shared else 0.85
+        return round(0.85 / len(roles), 3) if shares_gpus(roles, assign_gpus(roles, config.gpus)) else 0.85
 
     def sharing_gpus(self, config: DeploymentConfig, ways: int) -> DeploymentConfig:
         """``config`` with its servers' memory cut to 1/``ways`` of what they take alone, so that
@@ -489,7 +493,7 @@ class DeploymentPool:
             roles = medium.roles()
             gpu_sets = assign_gpus(roles, config.gpus) if config.device == "cuda" else [() for _ in roles]
             cores = assign_cpu_cores(len(roles)) if config.device == "cpu" else [None] * len(roles)
-            shared_gpu = config.device == "cuda" and len({g for s in gpu_sets for g in s}) < len(roles)
+            shared_gpu = config.device == "cuda" and shares_gpus(roles, gpu_sets)
             mem_util = self.memory_share(config)
             handles: list[ServerHandle] = []
             pending: list[VllmServer] = []

@@ -70,11 +70,11 @@ class DisaggProxy:
         self.stage_timeout_s = stage_timeout_s
         self.mode, self.prefill, self.decode, self.fault = mode, prefill, decode, fault
         self.extra_delay_s = extra_delay_ms / 1000.0
-        if extra_token_delay_ms < 0:
-            raise ValueError(f"--extra-token-delay-ms must be >= 0, got {extra_token_delay_ms}")
+        for flag, value in (("--extra-token-delay-ms", extra_token_delay_ms),
+                            ("--extra-stream-delay-ms", extra_stream_delay_ms)):
+            if value < 0:
+                raise ValueError(f"{flag} must be >= 0, got {value}")
         self.token_delay_s = extra_token_delay_ms / 1000.0
-        if extra_stream_delay_ms < 0:
-            raise ValueError(f"--extra-stream-delay-ms must be >= 0, got {extra_stream_delay_ms}")
         self.stream_delay_s = extra_stream_delay_ms / 1000.0
         self.records: collections.deque[StageRecord] = collections.deque(maxlen=MAX_RECORDS)
         self.in_flight: dict[str, int] = {u: 0 for u in prefill + decode}
