@@ -578,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="collect: runs of each side per round (A1 A2 B, B A2 A1, ...; default 1, as the plugin)")
     ap.add_argument("--use-runs", type=int, help="statistics: pool only the first N runs per side of each round "
                                                  "(default: all in the file): one file compares both designs")
+    ap.add_argument("--no-statistics", action="store_true",
+                    help="collect only (on a lent GPU the statistics are CPU work: run them later with --samples)")
     ap.add_argument("--reps", type=int, default=500, help="sequential decisions per medium and scenario")
     ap.add_argument("--max-rounds", type=int, default=DEFAULT_MAX_ROUNDS,
                     help=f"round budget (default: the suite's --disagg-ab-max-rounds default, {DEFAULT_MAX_ROUNDS})")
@@ -609,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
                 b_fronts_a2=False if args.b_own_servers else None, eager=parse_eager(args.eager),
                 deadline_s=args.deadline_s)
         paths = [args.collect_to]
+        if args.no_statistics:
+            print(f"ab_power: rounds written to {args.collect_to}; statistics: --samples {args.collect_to}")
+            return 0
     else:
         paths = args.samples
     try:

@@ -11,6 +11,7 @@
 #     +5 % TPOT), ROUNDS rounds (2x the budget, so that resampling gives rates), J/token from NVML.
 #  2. the eager-vs-graphs A/B: side B = --enforce-eager, both sides kept up (--disagg-ab-fresh=no).
 #  3. an A/A (side B = AB_SIDE=B in the servers' environment) that must not call a change.
+# The statistics are CPU work (scipy, minutes): run them here afterwards, `ab_power.py --samples FILE`.
 # Why detached: one device call has 10 minutes and the job takes longer; the machine stays warm
 # while calls follow each other, and the job's files are fetched by the next call. Make the next
 # `wait` call at once: a lent machine goes back after ~30 s idle, and the job with it (2026-12-07:
@@ -40,8 +41,8 @@ job() {
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv > "$work/gpu.csv"
   steps=${STEPS:-power,eager,aa}          # a subset, e.g. STEPS=eager, where device time is short
-  [[ $steps == *power* ]] && echo "ab_power start $(date -u +%T)" >> "$work/status.txt" && python3 benchmarks/ab_power.py --device cuda --gpus 0 --mediums colocated --rounds "${ROUNDS:-26}" \
-    --deadline-s "${DEADLINE_S:-720}" --collect-to "$work/ab-power-samples.json" --reps 500 2>&1 \
+  [[ $steps == *power* ]] && echo "ab_power start $(date -u +%T)" >> "$work/status.txt" && python3 benchmarks/ab_power.py --device cuda --gpus 0 --mediums colocated --rounds "${ROUNDS:-24}" \
+    --deadline-s "${DEADLINE_S:-900}" --collect-to "$work/ab-power-samples.json" --no-statistics 2>&1 \
     | grep --line-buffered -v " INFO \|WARNING\|DEBUG" > "$work/ab_power.log" \
     && echo "ab_power done $(date -u +%T)" >> "$work/status.txt"
   common=(-p pytest_disagg.plugin tests/benchmarks/test_ab_latency.py -m latency --disagg-gpus=0
