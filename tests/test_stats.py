@@ -154,6 +154,22 @@ def test_signed_rank_p_floor_is_two_over_two_to_the_rounds():
     assert stats.signed_rank_p(np.zeros(5)) == 1.0
 
 
+def test_signed_rank_p_with_ties_is_the_exact_permutation_p():
+    """Tied rounds (a resampling draws a round twice; J/token readings repeat): the mid-rank null
+    over all 2^n sign patterns, as scipy's permutation method enumerates it."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(5)
+    for n in (4, 7, 10, 12):
+        for _ in range(5):
+            d = np.round(rng.normal(0.3, 1.0, n), 1)
+            d[1] = d[0]                                        # at least one tie
+            d = d[d != 0]
+            exact = sps.wilcoxon(d, method=sps.PermutationMethod(n_resamples=2 ** n)).pvalue
+            assert stats.signed_rank_p(d) == pytest.approx(exact, abs=1e-12)
+    assert stats.signed_rank_p([0.1, 0.1, 0.1, 0.1]) == pytest.approx(2 / 2 ** 4)
+
+
 def test_hodges_lehmann_interval_covers_the_shift_and_widens_to_nothing_with_few_rounds():
     rng = np.random.default_rng(11)
     hits = 0
