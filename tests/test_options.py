@@ -109,10 +109,11 @@ def pytest_disagg_register_mediums(registry):
 """
 
 USES_IT = """
-from pytest_disagg.session import registry_of
+from pytest_disagg.session import registry_of, results_of
 
 def test_options_hold_the_registered_medium(disagg_options, pytestconfig):
     assert disagg_options.mediums[0] is registry_of(pytestconfig).get("mine")
+    assert results_of(pytestconfig).options["mediums"] == ["mine"]      # the results JSON keeps names
 
 def test_deployment(disagg_deployment):
     raise AssertionError("must skip: the medium's program is missing")
