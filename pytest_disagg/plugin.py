@@ -89,7 +89,7 @@ def pytest_configure(config):
     config.stash[RESULTS_KEY] = SessionResults(options={
         "device": options.device, "gpus": list(options.gpus), "model": options.model,
         "kv_cache_dtype": options.kv_cache_dtype,
-        "mediums": list(options.mediums) if options.mediums else None,
+        "mediums": list(options.medium_names) if options.mediums else None,
         "preset": preset.describe() if preset else None,
     })
     config.stash[REMOTE_METER_KEY] = _remote_meter

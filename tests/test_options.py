@@ -91,3 +91,39 @@ def test_gpu_marker_skips_without_gpu(pytester):
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs a GPU*--disagg-gpus*"])
+
+
+def test_mediums_are_resolved_once_to_the_registrys_objects():
+    registry = MediumRegistry()
+    o = build_options({"mediums": "disk, colocated"}, registry, 0)
+    assert o.mediums == (registry.get("disk"), registry.get("colocated"))
+    assert all(got is registry.get(got.name) for got in o.mediums)
+    assert o.medium_names == ("disk", "colocated") and opts().medium_names is None
+
+
+USER_MEDIUM = """
+from pytest_disagg.mediums import Medium
+
+def pytest_disagg_register_mediums(registry):
+    registry.register(Medium(name="mine", summary="a user's", handoff="none", needs_binaries=("no-such-program-pd",)))
+"""
+
+USES_IT = """
+from pytest_disagg.session import registry_of, results_of
+
+def test_options_hold_the_registered_medium(disagg_options, pytestconfig):
+    assert disagg_options.mediums[0] is registry_of(pytestconfig).get("mine")
+    assert results_of(pytestconfig).options["mediums"] == ["mine"]      # the results JSON keeps names
+
+def test_deployment(disagg_deployment):
+    raise AssertionError("must skip: the medium's program is missing")
+"""
+
+
+def test_a_users_medium_goes_from_the_option_to_the_parameters_and_the_skip(pytester):
+    pytester.makeconftest(USER_MEDIUM)
+    pytester.makepyfile(test_mine=USES_IT)
+    result = pytester.runpytest("-v", "-rs", "--disagg-mediums=mine", "--disagg-prefix-caching=off")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*test_deployment?mine-pc0?*SKIPPED*",
+                                 "*medium mine unavailable: *program 'no-such-program-pd' is not on PATH*"])

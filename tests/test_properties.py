@@ -661,9 +661,9 @@ def test_equality_property_catches_a_swapped_kv_handoff(request, disagg_options,
     ``swap-kv-params``): the equality property must fail, by wrong tokens, not by errors."""
     from pytest_disagg.deploy.pytest_plugin import unavailable_reason
 
-    if disagg_options.mediums and "nixl-cpu" not in disagg_options.mediums:
+    if disagg_options.mediums and "nixl-cpu" not in disagg_options.medium_names:
         pytest.skip("nixl-cpu is not among --disagg-mediums")
-    reason = unavailable_reason(request.config, "nixl-cpu")
+    reason = unavailable_reason(request.config, disagg_pool.registry.get("nixl-cpu"))
     if reason:
         pytest.skip(reason)
     # The faulty medium (nixl-cpu+swap-kv-params) in a registry of its own: registered session-wide it

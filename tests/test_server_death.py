@@ -15,13 +15,14 @@ import pytest
 from pytest_disagg.children import processes
 from pytest_disagg.deploy import DeploymentError
 from pytest_disagg.deploy.pytest_plugin import unavailable_reason
+from pytest_disagg.session import registry_of
 
 TARGET = Path(__file__).parent / "_targets" / "server_death_target.py"
 
 
 @pytest.mark.disagg
 def test_decode_server_killed_mid_request_fails_that_test_and_the_next_gets_a_fresh_one(tmp_path, pytestconfig):
-    reason = unavailable_reason(pytestconfig, "nixl-cpu")
+    reason = unavailable_reason(pytestconfig, registry_of(pytestconfig).get("nixl-cpu"))
     if reason:
         pytest.skip(reason)
     pids = tmp_path / "pids"
@@ -44,7 +45,7 @@ def test_decode_server_killed_mid_request_fails_that_test_and_the_next_gets_a_fr
 @pytest.mark.disagg
 def test_decode_engine_core_killed_during_start_up_names_the_stage_then_starts_again(disagg_pool, disagg_config,
                                                                                      pytestconfig):
-    reason = unavailable_reason(pytestconfig, "nixl-cpu")
+    reason = unavailable_reason(pytestconfig, registry_of(pytestconfig).get("nixl-cpu"))
     if reason:
         pytest.skip(reason)
     config = disagg_config("nixl-cpu", prefix_caching=False, variant="death")

@@ -258,6 +258,12 @@ class DeploymentPool:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self._tmp / "cache"
         processes.register_dir(self._tmp)
 
+    def medium_of(self, config: DeploymentConfig) -> Medium:
+        """The one place a config's medium name becomes its ``Medium``, in the registry this pool was
+        given (the session's). A config keeps the name: it enters the results JSON, digests and
+        baseline keys."""
+        return self.registry.get(config.medium)
+
     def get(self, config: DeploymentConfig) -> Deployment:
         key = config.digest()
         if key in self._live:
@@ -293,7 +299,7 @@ class DeploymentPool:
         between the roles that share a GPU."""
         if config.gpu_memory_utilization:
             return config.gpu_memory_utilization
-        roles = self.registry.get(config.medium).roles()
+        roles = self.medium_of(config).roles()
         return round(0.85 / len(roles), 3) if shares_gpus(roles, assign_gpus(roles, config.gpus)) else 0.85
 
     def sharing_gpus(self, config: DeploymentConfig, ways: int) -> DeploymentConfig:
@@ -471,7 +477,7 @@ class DeploymentPool:
             raise error from None
 
     def _start_stages(self, config: DeploymentConfig, children: list[processes.Child], stage: list[str]) -> Deployment:
-        medium = self.registry.get(config.medium)
+        medium = self.medium_of(config)
         model = resolve_model(config.model)
         dtype = config.resolved_dtype(model)
         key = config.key()

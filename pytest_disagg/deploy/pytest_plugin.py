@@ -22,7 +22,7 @@ from ..baseline.pytest_plugin import SETTINGS_KEY
 from ..baseline.store import LOCK_NAME
 from ..energy.nodes import NodeEnergy
 from ..energy.pytest_plugin import IDLE_SECONDS
-from ..mediums import InstallInfo, detect_install
+from ..mediums import InstallInfo, Medium, detect_install
 from ..optionspec import Option, add_options, option_value
 from ..session import (ATTACH_KEY, ATTACHED_KEY, INSTALL_KEY, POOL_KEY, attach_config_of, existing_pool, options_of,
                       preset_of, registry_of)
@@ -180,17 +180,16 @@ def make_config(config, medium: str, **overrides) -> DeploymentConfig:
     return dc
 
 
-def selected_mediums(config) -> list[str]:
+def selected_mediums(config) -> list[Medium]:
+    """``--disagg-mediums`` as ``build_options`` resolved them, else every registered medium."""
     options = options_of(config)
-    registry = registry_of(config)
-    return list(options.mediums) if options.mediums else registry.names()
+    return list(options.mediums) if options.mediums else list(registry_of(config))
 
 
-def unavailable_reason(config, medium_name: str) -> str | None:
+def unavailable_reason(config, medium: Medium) -> str | None:
     options = options_of(config)
-    medium = registry_of(config).get(medium_name)
     missing = install_info(config).missing_for(medium, options.device)
-    return f"medium {medium_name} unavailable: " + "; ".join(missing) if missing else None
+    return f"medium {medium.name} unavailable: " + "; ".join(missing) if missing else None
 
 
 def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
@@ -203,7 +202,7 @@ def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
         return [pytest.param(attached, id=attached.key())]
     if preset is not None:
         for c in preset.configurations(options.device, len(options.gpus)):
-            if (options.mediums and c.medium not in options.mediums) or (
+            if (options.mediums and c.medium not in options.medium_names) or (
                     wanted_mediums is not None and c.medium not in wanted_mediums):
                 continue
             overrides = dict(c.overrides)
@@ -216,12 +215,12 @@ def deployment_params(config, wanted_mediums=None, wanted_caching=None) -> list:
         return params
     mediums = selected_mediums(config)
     if wanted_mediums is not None:
-        mediums = [m for m in mediums if m in wanted_mediums]
+        mediums = [m for m in mediums if m.name in wanted_mediums]
     for medium in mediums:
         for pc in options.prefix_caching:
             if wanted_caching is not None and pc not in wanted_caching:
                 continue
-            dc = make_config(config, medium, prefix_caching=pc)
+            dc = make_config(config, medium.name, prefix_caching=pc)
             params.append(pytest.param(dc, id=dc.key()))
     return params
 
@@ -257,11 +256,12 @@ def disagg_get_deployment(pytestconfig):
     def get(dc: DeploymentConfig):
         if dc is attach_config_of(pytestconfig):
             return attached_deployment(pytestconfig)
-        reason = unavailable_reason(pytestconfig, dc.medium)
+        pool = pool_of(pytestconfig)
+        reason = unavailable_reason(pytestconfig, pool.medium_of(dc))
         if reason:
             pytest.skip(reason)
         try:
-            return announced_get(pool_of(pytestconfig), dc)
+            return announced_get(pool, dc)
         except DeploymentError as exc:
             pytest.fail(f"deployment {dc.key()} did not come up:\n{exc}", pytrace=False)
     return get

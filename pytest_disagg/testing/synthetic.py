@@ -29,7 +29,7 @@ from ..load.arrivals import Arrival, poisson
 from ..load.client import RequestRecord
 from ..load.result import RunResult
 from ..load.workload import WorkloadSpec, fixed
-from ..mediums import MediumRegistry
+from ..mediums import Medium, MediumRegistry
 from ..models import resolve_model
 from ..results import SessionResults
 
@@ -69,11 +69,15 @@ class _Builder:
         self.rng = np.random.default_rng(seed)
         self.deployments: dict[tuple[str, bool], Deployment] = {}
 
+    def medium(self, setup: str) -> Medium:
+        """A set-up's medium: a paper label names a built-in one, anything else is a medium's name."""
+        return self.registry.get(PAPER_SETUPS.get(setup, setup))
+
     def deployment(self, setup: str, prefix_caching: bool = False) -> Deployment:
         key = (setup, prefix_caching)
         if key in self.deployments:
             return self.deployments[key]
-        medium = self.registry.get(PAPER_SETUPS.get(setup, setup))
+        medium = self.medium(setup)
         label = setup if setup in PAPER_SETUPS else None
         gpus = (0, 1) if self.device == "cuda" else ()
         cfg = DeploymentConfig(medium=medium.name, model=self.model.name, prefix_caching=prefix_caching,
@@ -153,7 +157,7 @@ class _Builder:
         prompt, output = sum(r.prompt_tokens for r in ok), sum(r.output_tokens for r in ok)
         total = j_per_token * (prompt + output)
         gpu = total * (1 - host_share)
-        colocated = not self.registry.get(PAPER_SETUPS.get(setup, setup)).disaggregated
+        colocated = not self.medium(setup).disaggregated
         split = {0: gpu} if colocated else {0: gpu * 0.55, 1: gpu * 0.45}
         window = EnergyWindow(name="measured", seconds=run.wall_s, joules_by_gpu=split, reliable=True,
                               method="counter", counter_period_s=0.1)
