@@ -59,11 +59,10 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_the_wheel_holds_the_suite_fixtures_and_tokenizer(wheel):
+    """Every file of the two directories: a new kind of fixture file that package-data misses fails here."""
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"pytest_disagg/suite/{p.name}" for p in (ROOT / "tests" / "benchmarks").glob("*.py")}
-    expected |= {f"pytest_disagg/fixtures/{p.relative_to(ROOT / 'fixtures')}" for pattern in
-                 ("models/*/config.json", "tokenizer/*.json", "presets/*.toml", "traces/*.jsonl")
-                 for p in (ROOT / "fixtures").glob(pattern)}
+    expected = {f"pytest_disagg/{name}/{p.relative_to(ROOT / clone).as_posix()}"
+                for name, clone in shipped.CLONE_PATHS.items() for p in files_under(ROOT / clone) if p.is_file()}
     assert {"pytest_disagg/suite/conftest.py", "pytest_disagg/fixtures/tokenizer/tokenizer.json",
             "pytest_disagg/fixtures/models/tiny-llama-cpu/config.json"} <= expected
     assert expected <= names, sorted(expected - names)
