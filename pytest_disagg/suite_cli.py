@@ -3,13 +3,18 @@
 The same as ``pytest --pyargs pytest_disagg.suite [PYTEST ARGS ...]`` (the benchmarks are
 ``tests/benchmarks/`` in a clone, ``pytest_disagg/suite`` installed: ``shipped.py``), so an installed
 package needs no checkout to run ``-m latency``. Every argument goes to pytest as given, ``--help``
-included (pytest's help lists the ``--disagg-*`` options).
+included (pytest's help lists the ``--disagg-*`` options). pytest replaces this process (exec) rather
+than running in it: the plugin is then imported by pytest first (its asserts rewritten), and Ctrl-C
+and SIGTERM reach the session that tears the deployments down, with no wrapper in between.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import sys
 
-import pytest
+from .shipped import SUITE_DIR
 
 SUITE = "pytest_disagg.suite"
 
@@ -23,5 +28,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def suite_arguments() -> list[str]:
+    """``--pyargs pytest_disagg.suite`` where it imports (a wheel, or an install of the checkout made
+    since the mapping exists); else the checkout's directory (the package from PYTHONPATH or an older
+    install), whose pytest config then makes the checkout the rootdir, as for ``pytest tests/benchmarks``."""
+    return ["--pyargs", SUITE] if importlib.util.find_spec(SUITE) else [str(SUITE_DIR)]
+
+
 def run(args) -> int:
-    return int(pytest.main(["--pyargs", SUITE, *args.pytest_args]))
+    os.execv(sys.executable, [sys.executable, "-m", "pytest", *suite_arguments(), *args.pytest_args])

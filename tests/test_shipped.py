@@ -42,6 +42,15 @@ def test_every_package_of_the_checkout_is_listed():
     assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {sorted(missing)}: the wheel would too"
 
 
+def test_run_falls_back_to_the_checkouts_directory_where_the_suite_does_not_import(monkeypatch):
+    from pytest_disagg import suite_cli
+
+    monkeypatch.setattr(suite_cli.importlib.util, "find_spec", lambda name: None)
+    assert suite_cli.suite_arguments() == [str(ROOT / "tests" / "benchmarks")]
+    monkeypatch.setattr(suite_cli.importlib.util, "find_spec", lambda name: object())
+    assert suite_cli.suite_arguments() == ["--pyargs", "pytest_disagg.suite"]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel")
@@ -108,7 +117,7 @@ def in_empty_dir(tmp_path: Path, cmd: list, timeout: float) -> subprocess.Comple
 def test_an_installed_wheel_collects_the_study_anywhere(venv, tmp_path, command):
     proc = in_empty_dir(tmp_path, [venv, *command, "--collect-only", "-q", "-p", "no:cacheprovider",
                                    "--disagg-mediums=colocated"], timeout=300)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert proc.returncode == 0 and "Warning" not in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
     modules = {line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line}
     assert modules == {p.name for p in (ROOT / "tests" / "benchmarks").glob("test_*.py")}, proc.stdout
 
