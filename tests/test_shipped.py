@@ -112,8 +112,8 @@ def in_empty_dir(tmp_path: Path, cmd: list, timeout: float) -> subprocess.Comple
     return subprocess.run([str(c) for c in cmd], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", [["-m", "pytest", "--pyargs", "pytest_disagg.suite"], ["-m", "pytest_disagg.cli", "run"]],
-                         ids=["pyargs", "pytest-disagg-run"])
+@pytest.mark.parametrize("command", [["-m", "pytest", "--pyargs", "pytest_disagg.suite"],
+                                     ["-m", "pytest_disagg.cli", "run"]], ids=["pyargs", "pytest-disagg-run"])
 def test_an_installed_wheel_collects_the_study_anywhere(venv, tmp_path, command):
     proc = in_empty_dir(tmp_path, [venv, *command, "--collect-only", "-q", "-p", "no:cacheprovider",
                                    "--disagg-mediums=colocated"], timeout=300)
