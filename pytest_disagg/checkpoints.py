@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
+from .shipped import FIXTURES_DIR
+
 TOKENIZER_DIR = FIXTURES_DIR / "tokenizer"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 BUILDER_VERSION = 1

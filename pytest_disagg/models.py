@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
+from .shipped import FIXTURES_DIR
+
 MODELS_DIR = FIXTURES_DIR / "models"
 TOKENIZER_DIR = FIXTURES_DIR / "tokenizer"
 

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..shipped import FIXTURES_DIR
+
 KINDS = ("poisson", "gamma", "constant", "concurrency", "trace")
-TRACES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
+TRACES_DIR = FIXTURES_DIR / "traces"
 
 
 class ArrivalError(ValueError):
