@@ -15,6 +15,7 @@ COMMANDS = {
     "baselines": "pytest_disagg.baseline.cli",
     "report": "pytest_disagg.report.cli",
     "export": "pytest_disagg.export.cli",
+    "compare": "pytest_disagg.compare",
 }
 
 
