@@ -31,6 +31,7 @@ from .baseline import gate
 from .baseline.cli import add_fail_on
 from .baseline.fingerprint import changed_fields
 from .baseline.settings import SettingsError, parse_tolerance
+from .baseline.store import matches
 from .metrics import MetricError, default_tolerances, describe
 from .results import ResultsError, load_results
 
@@ -75,12 +76,21 @@ def setup_key(run: dict) -> Key:
     return str(run.get("test") or ""), str(run.get("deployment") or "-"), str(name), str(run.get("side") or "")
 
 
-def by_setup(doc: dict) -> dict[Key, list[dict]]:
+def by_setup(doc: dict, pattern: str | None = None) -> dict[Key, list[dict]]:
+    """The document's runs by set-up; with ``pattern``, only set-ups whose test, deployment or
+    gate name it matches (``baselines`` patterns: ``*``, ``?``, brackets literal)."""
     out: dict[Key, list[dict]] = {}
     for run in doc.get("runs") or []:
         if isinstance(run, dict):
-            out.setdefault(setup_key(run), []).append(run)
+            key = setup_key(run)
+            if not pattern or matches(pattern, *key[:3], f"{key[1]} {key[2]}"):
+                out.setdefault(key, []).append(run)
     return out
+
+
+def describe_setup(key: Key) -> str:
+    test, setup, name, side = key
+    return f"{setup} {name}" + (f" side {side}" if side else "") + f"  ({test.rpartition('::')[2] or test})"
 
 
 def pooled_samples(group: list[dict]) -> dict[str, list[float]]:
@@ -147,9 +157,9 @@ def row(setup: str, benchmark: str, v: gate.Verdict) -> list[str]:
     return [setup, benchmark, v.metric, _median(v.baseline, v.unit), _median(v.current, v.unit), ratio, ci, verdict]
 
 
-def compare(a: Side, b: Side, tolerances: dict | None = None) -> Comparison:
+def compare(a: Side, b: Side, tolerances: dict | None = None, pattern: str | None = None) -> Comparison:
     """Every set-up in both files, judged B against A; the set-ups on one side only, named."""
-    groups_a, groups_b = by_setup(a.doc), by_setup(b.doc)
+    groups_a, groups_b = by_setup(a.doc, pattern), by_setup(b.doc, pattern)
     defaults = default_tolerances(b.machine())
     rows, found = [], []
     for key in sorted(set(groups_a) & set(groups_b), key=lambda k: (k[1], k[0], k[2], k[3])):
@@ -157,8 +167,7 @@ def compare(a: Side, b: Side, tolerances: dict | None = None) -> Comparison:
         for v in judge(groups_a[key], groups_b[key], tolerances or {}, defaults):
             rows.append(row(setup, name + (f" side {side}" if side else ""), v))
             found.append(v.verdict)
-    only = [sorted(f"{test} {setup} {name}" + (f" side {side}" if side else "") for test, setup, name, side in keys)
-            for keys in (set(groups_a) - set(groups_b), set(groups_b) - set(groups_a))]
+    only = [sorted(map(describe_setup, keys)) for keys in (set(groups_a) - set(groups_b), set(groups_b) - set(groups_a))]
     return Comparison(rows, found, *only)
 
 
@@ -171,7 +180,8 @@ def report(a: Side, b: Side, result: Comparison, tablefmt: str) -> str:
                  if result.rows else "no set-up is in both files")
     for side, names in (("A", result.only_a), ("B", result.only_b)):
         if names:
-            lines.append(f"\nonly in {side}: {', '.join(names)}")
+            lines.append(f"\nonly in {side} ({len(names)} set-ups):")
+            lines += [f"  {name}" for name in names]
     counts = {w: result.words.count(w) for w in words.WORDS if w in result.words}
     lines.append(f"\n{len(result.rows)} row(s): " + (", ".join(f"{n} {w}" for w, n in counts.items()) or "none"))
     return "\n".join(lines)
@@ -180,7 +190,7 @@ def report(a: Side, b: Side, result: Comparison, tablefmt: str) -> str:
 def cmd_compare(args) -> int:
     root = Path(args.runs_dir) if args.runs_dir else runs.find_root(Path(os.getcwd()))
     a, b = load_side(args.a, root), load_side(args.b, root)
-    result = compare(a, b, parse_tolerance(args.tolerance))
+    result = compare(a, b, parse_tolerance(args.tolerance), args.pattern)
     print(report(a, b, result, args.tablefmt))
     reason = words.failing(result.words, args.fail_on)
     if reason is None:
@@ -195,6 +205,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     for side in ("a", "b"):
         parser.add_argument(side, metavar=side.upper(), help="run id (a unique prefix, latest, previous), run "
                             "directory or results JSON file")
+    parser.add_argument("pattern", nargs="?", help="only set-ups whose test, deployment or benchmark matches this "
+                        "shell pattern, e.g. '*nixl-cpu*'")
     parser.add_argument("--runs-dir", default=None, help=f"where run ids are looked up (default: the nearest "
                         f"{runs.RUNS_DIR} in this directory or above)")
     parser.add_argument("--tolerance", default=None, help="as --disagg-tolerance, e.g. 3%% or latency=2%%")

@@ -74,7 +74,10 @@ def test_set_ups_on_one_side_only_are_named(capsys, kept_run, tmp_path):
     fewer.write_text(json.dumps(doc))
     code, out, _ = compare(capsys, kept_run, fewer)
     assert code == verdicts.EXIT_OK
-    assert "only in A: " in out and "latency[rate=2]" in out.split("only in A: ")[1]
+    assert out.split("only in A (1 set-ups):\n")[1].startswith("  colocated-pc0 latency[rate=2]  (test_latency[")
+    code, out, _ = compare(capsys, kept_run, fewer, "*rate=0.5*")             # a pattern narrows both sides
+    rows = [line for line in out.splitlines() if " latency[" in line]
+    assert code == 0 and rows and all("latency[rate=0.5]" in line for line in rows) and "only in" not in out
 
 
 def digest(path) -> str:
