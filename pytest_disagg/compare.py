@@ -119,13 +119,22 @@ def _known(name: str) -> bool:
     return True
 
 
+def invalid(group_a: list[dict], group_b: list[dict]) -> gate.Verdict | None:
+    """One ``invalid`` row when a run on either side measured the machine (validity rules), as the
+    gate keeps such runs out; None when every run is valid."""
+    reasons = [f"{side}: {'; '.join(map(str, run.get('invalid_reasons') or [])) or 'marked invalid'}"
+               for side, group in (("A", group_a), ("B", group_b)) for run in group if run.get("valid") is False]
+    if not reasons:
+        return None
+    return gate.Verdict(metric="*", verdict=words.INVALID, direction="lower", tolerance=0.0, method="none",
+                        reason=" | ".join(reasons))
+
+
 def judge(group_a: list[dict], group_b: list[dict], tolerances: dict, defaults: dict) -> list[gate.Verdict]:
     """B's figures against A's, metric by metric (the gate's rule; see the module docstring)."""
-    invalid = [f"{side}: {'; '.join(map(str, run.get('invalid_reasons') or [])) or 'marked invalid'}"
-               for side, group in (("A", group_a), ("B", group_b)) for run in group if run.get("valid") is False]
-    if invalid:
-        return [gate.Verdict(metric="*", verdict=words.INVALID, direction="lower", tolerance=0.0, method="none",
-                             reason=" | ".join(invalid))]
+    unusable = invalid(group_a, group_b)
+    if unusable is not None:
+        return [unusable]
     samples_a, samples_b = pooled_samples(group_a), pooled_samples(group_b)
     scalars_a, scalars_b = pooled_scalars(group_a), pooled_scalars(group_b)
     names_a, names_b = set(samples_a) | set(scalars_a), set(samples_b) | set(scalars_b)

@@ -118,3 +118,15 @@ def test_a_run_id_without_a_runs_directory_says_so(capsys, tmp_path, monkeypatch
     code, out, err = compare(capsys, "latest", "previous")
     assert code == 2 and err.strip() == ("pytest-disagg compare: latest: no such file, and no .disagg/runs here "
                                          "or above to look a run id up in")
+
+
+def test_a_run_marked_invalid_on_either_side_is_one_invalid_row(capsys, kept_run, tmp_path):
+    doc = json.loads(kept_run.read_text())
+    doc["runs"][0].update(valid=False, invalid_reasons=["token-bursts"])
+    marked = tmp_path / "marked.json"
+    marked.write_text(json.dumps(doc))
+    code, out, _ = compare(capsys, kept_run, marked)
+    rows = [line for line in out.splitlines() if " latency[rate=0.5] " in line]
+    assert code == verdicts.EXIT_OK                 # invalid is the validity rules' call, not a regression
+    assert len(rows) == 1 and rows[0].rstrip().endswith("invalid: B: token-bursts")
+    assert compare(capsys, marked, kept_run, "--fail-on", "invalid,regressed")[0] == verdicts.EXIT_FAILED
