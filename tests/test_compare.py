@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy  # noqa: F401  imported here so the child runs reuse it (pytester restores sys.modules)
 import pytest
@@ -130,3 +131,17 @@ def test_a_run_marked_invalid_on_either_side_is_one_invalid_row(capsys, kept_run
     assert code == verdicts.EXIT_OK                 # invalid is the validity rules' call, not a regression
     assert len(rows) == 1 and rows[0].rstrip().endswith("invalid: B: token-bursts")
     assert compare(capsys, marked, kept_run, "--fail-on", "invalid,regressed")[0] == verdicts.EXIT_FAILED
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@pytest.mark.parametrize("args", [
+    ("results.json", "runs/20261207T215436Z-6611cf29", "colocated-pc0 kv-reuse*"),
+    ("--runs-dir", "runs", "20261207T2147", "latest"),
+])
+def test_the_documented_examples_are_what_compare_prints(capsys, monkeypatch, args):
+    """docs/gate-and-history.md pastes compare's output on the committed example results."""
+    monkeypatch.chdir(DOCS / "example-report")
+    code, out, _ = compare(capsys, *args)
+    assert code == verdicts.EXIT_OK and out.strip() in (DOCS / "gate-and-history.md").read_text()
