@@ -16,6 +16,7 @@ COMMANDS = {
     "report": "pytest_disagg.report.cli",
     "export": "pytest_disagg.export.cli",
     "run": "pytest_disagg.suite_cli",
+    "compare": "pytest_disagg.compare",
 }
 
 

@@ -1,13 +1,16 @@
 """Files written whole or not at all: a temporary file beside the target, flushed to disk, then
 ``os.replace``d over it, so that a reader, or a run killed mid-write, sees the old content or the
 new, never half of it. The one way the results JSON, baselines, exports and the session's state
-file are written.
+file are written; :func:`held_signals` keeps a Ctrl-C or SIGTERM from cutting a write (or a run
+directory and its file) in two.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -39,4 +42,18 @@ def atomic_write(path: Path, text: str, *, dir_mode: int = 0o777, file_mode: int
         raise
 
 
-__all__ = ["atomic_write", "new_file_mode"]
+@contextlib.contextmanager
+def held_signals():
+    """SIGINT and SIGTERM blocked in the main thread for the block and delivered once it ends, so
+    that an interrupted session still leaves what it was writing whole (elsewhere: no-op)."""
+    held = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+__all__ = ["atomic_write", "held_signals", "new_file_mode"]

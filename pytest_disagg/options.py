@@ -68,6 +68,11 @@ OPTIONS = (
     Option("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, "
            "Dynamo, a vLLM you started): the suite starts nothing and drives, measures and gates that one",
            metavar="FILE"),
+    Option("--disagg-save", "disagg_save", "keep a session that recorded runs as .disagg/runs/<id>/results.json "
+           "(the --disagg-json document) for `pytest-disagg compare`; no: keep nothing", "yes",
+           choices=("yes", "no")),
+    Option("--disagg-save-dir", "disagg_save_dir", "where --disagg-save keeps runs (default: .disagg/runs in "
+           "the rootdir)", metavar="DIR"),
 )
 
 
@@ -90,6 +95,8 @@ class DisaggOptions:
     ray_resource: str | None = None
     attach: Path | None = None           # a deployment managed elsewhere (attach/)
     eager: bool | None = None            # --enforce-eager; None: the device's policy (devices.py)
+    save: bool = True                    # keep the session's results as a run (runs.py)
+    save_dir: Path | None = None         # where; None: .disagg/runs in the rootdir
 
     @property
     def default_model(self) -> bool:
@@ -245,6 +252,25 @@ def parse_eager(value: str | None) -> bool | None:
     return EAGER[value]
 
 
+SAVE = {"yes": True, "no": False}
+
+
+def parse_save(value: str | None) -> bool:
+    value = (value or "yes").strip()
+    if value not in SAVE:
+        raise OptionError(f"--disagg-save={value!r}: allowed values are {', '.join(SAVE)}")
+    return SAVE[value]
+
+
+def parse_save_dir(value: str | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"--disagg-save-dir={value!r}: is a file; give a directory")
+    return path
+
+
 def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> DisaggOptions:
     """``raw`` maps option names (without the ``--disagg-`` prefix) to strings or None."""
     gpus = parse_gpus(raw.get("gpus"), visible_gpus)
@@ -270,6 +296,8 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
         ray_resource=(raw.get("ray_resource") or None),
         attach=parse_attach(raw.get("attach"), launcher),
         eager=parse_eager(raw.get("eager")),
+        save=parse_save(raw.get("save")),
+        save_dir=parse_save_dir(raw.get("save_dir")),
     )
 
 

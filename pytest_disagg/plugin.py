@@ -10,10 +10,11 @@ fixtures (``disagg_deployment`` and its parametrization) are ``deploy/pytest_plu
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
-from . import hookspec, progress, wiring  # wiring before the areas' plugins are imported (see wiring.py)
+from . import hookspec, progress, runs, wiring  # wiring before the areas' plugins are imported (see wiring.py)
 from .ab.pytest_plugin import ab_session
 from .ab.runner import ABBench
 from .attach import AttachError, load_attach
@@ -36,6 +37,7 @@ from .session import (ATTACH_KEY, OPTIONS_KEY, PRESET_KEY, REGISTRY_KEY, REMOTE_
                       options_of, preset_of, results_of)
 
 pytest_plugins = list(wiring.AREA_PLUGINS)
+_KEPT_KEY = pytest.StashKey[str]()       # the terminal summary's line on where the run was kept
 
 MARKERS = {
     "disagg": "runs real prefill/decode deployments; disagg(mediums=[...], prefix_caching=[...]) narrows them",
@@ -120,22 +122,42 @@ def pytest_unconfigure(config):
 def pytest_sessionfinish(session):
     config = session.config
     pool = existing_pool(config)
-    results = config.stash.get(RESULTS_KEY, None)
-    options = config.stash.get(OPTIONS_KEY, None)
     try:   # write first: a Ctrl-C or SIGTERM while the servers stop must not lose the results
-        if results is not None and options is not None and options.json_path is not None and results.runs:
-            if pool is not None:
-                results.derived.setdefault("deployment_starts", pool.starts)
-                if pool.deaths:
-                    results.derived.setdefault("deployment_deaths", pool.deaths)
-            if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
-                results.fingerprint = run_fingerprint(machine_fingerprint(config))
-            document = results.to_json()
-            config.hook.pytest_disagg_update_json(config=config, results=document)
-            results.write(options.json_path, document)
+        _write_results(config, pool)
     finally:
         if pool is not None:
             _close_pool(session, pool)
+
+
+def _write_results(config, pool: DeploymentPool | None) -> None:
+    """The results document of a session that recorded runs: to ``--disagg-json`` and kept as a
+    run (``runs.py``, unless ``--disagg-save=no``)."""
+    results = config.stash.get(RESULTS_KEY, None)
+    options = config.stash.get(OPTIONS_KEY, None)
+    if results is None or options is None or not results.runs or (options.json_path is None and not options.save):
+        return
+    if pool is not None:
+        results.derived.setdefault("deployment_starts", pool.starts)
+        if pool.deaths:
+            results.derived.setdefault("deployment_deaths", pool.deaths)
+    if not results.fingerprint:      # the machine half baselines use: versions, driver, CUDA, GPU/CPU
+        results.fingerprint = run_fingerprint(machine_fingerprint(config))
+    document = results.to_json()
+    config.hook.pytest_disagg_update_json(config=config, results=document)
+    if options.json_path is not None:
+        results.write(options.json_path, document)
+    if options.save:
+        config.stash[_KEPT_KEY] = _keep_run(config, options, results, document)
+
+
+def _keep_run(config, options: DisaggOptions, results: SessionResults, document: dict) -> str:
+    """Save the run; a directory that cannot be written costs the session its run, not its outcome."""
+    root = Path(config.invocation_params.dir) / options.save_dir if options.save_dir else config.rootpath / runs.RUNS_DIR
+    try:
+        path = runs.save(results, document, root)
+    except OSError as exc:
+        return f"disagg: run not kept ({exc}); --disagg-save-dir=DIR puts runs elsewhere, --disagg-save=no stops this"
+    return f"disagg: run {path.parent.name} kept in {path} (pytest-disagg compare previous latest)"
 
 
 def _close_pool(session, pool: DeploymentPool) -> None:
@@ -170,6 +192,8 @@ def pytest_terminal_summary(terminalreporter, config):
     options = options_of(config)
     if options.json_path is not None:
         terminalreporter.write_line(f"disagg: results written to {options.json_path}")
+    if _KEPT_KEY in config.stash:
+        terminalreporter.write_line(config.stash[_KEPT_KEY])
 
 
 def pytest_disagg_update_fingerprint(config, fingerprint):

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -48,7 +46,7 @@ from typing import Any, Mapping
 from tabulate import tabulate
 
 from . import verdicts as words
-from .files import atomic_write
+from .files import atomic_write, held_signals, new_file_mode
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)      # schema 1 files (docs/*/results.json) are upgraded when read
@@ -173,17 +171,12 @@ class SessionResults:
 
     def write(self, path: Path, document: dict | None = None) -> None:
         """Atomic: a crash mid-write never leaves a truncated results file behind, and a Ctrl-C or
-        SIGTERM that arrives during the write is held until the file is in place."""
+        SIGTERM that arrives during the write is held until the file is in place. The file is
+        readable by others (0644 under umask 022), as the report and exports it feeds are."""
         text = json.dumps(document if document is not None else self.to_json(), indent=1, sort_keys=True,
                           default=str) + "\n"
-        held = None      # SIGINT/SIGTERM blocked in the main thread, delivered once unblocked
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            atomic_write(path, text)
-        finally:
-            if held is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        with held_signals():
+            atomic_write(path, text, file_mode=new_file_mode())
 
     def summary_tables(self) -> list[tuple[str, str]]:
         """One compact table per benchmark: (title, text)."""

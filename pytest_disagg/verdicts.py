@@ -78,8 +78,8 @@ DEFAULT_FAIL_ON = frozenset({REGRESSED})
 def parse_fail_on(text: str | None, option: str = "--fail-on") -> frozenset[str]:
     """The words that make a comparison command exit non-zero: comma-separated words of the
     vocabulary (older spellings accepted), ``none`` for none; default ``regressed``, the word that
-    fails a gate (:func:`failed`). One rule for every command that compares (``baselines diff``
-    now, ``compare`` later), so that their exit codes agree."""
+    fails a gate (:func:`failed`). One rule for every command that compares (``baselines diff``,
+    ``compare``), so that their exit codes agree (:data:`EXIT_FAILED`)."""
     if text is None or not text.strip():
         return DEFAULT_FAIL_ON
     if text.strip() == "none":
@@ -92,6 +92,21 @@ def parse_fail_on(text: str | None, option: str = "--fail-on") -> frozenset[str]
             raise VerdictError(f"{option}={text!r}: {part.strip()!r} is not a verdict; give words of "
                                f"{', '.join(WORDS)} (comma-separated) or none") from None
     return frozenset(words)
+
+
+# The exit rule of every command that compares (``baselines diff``, ``compare``), so that a CI
+# step reads them alike: nothing failed; a row's word is one of ``--fail-on``; bad input (a file,
+# id or option the command cannot use; nothing was compared).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def failing(words: Iterable[str], fail_on: frozenset[str]) -> str | None:
+    """Why a comparison whose rows say ``words`` fails under ``fail_on`` (one line), or None."""
+    hits = [w for w in words if w in fail_on]
+    if not hits:
+        return None
+    return (f"{len(hits)} row(s) say {', '.join(sorted(set(hits)))} (--fail-on {','.join(sorted(fail_on))}; "
+            "--fail-on none never fails)")
 
 
 def badness(direction: str, ratio: float) -> float:
@@ -132,5 +147,5 @@ def decide(direction: str, tolerance: float, lo: float, hi: float) -> str:
     return UNDECIDED
 
 
-__all__ = ["DEFAULT_FAIL_ON", "IMPROVED", "INVALID", "LEGACY", "NOT_COMPARED", "REGRESSED", "SAME", "UNDECIDED",
-           "WORDS", "VerdictError", "badness", "decide", "failed", "normalize", "parse_fail_on", "rank", "worst"]
+__all__ = ["DEFAULT_FAIL_ON", "EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "IMPROVED", "INVALID", "LEGACY", "NOT_COMPARED", "REGRESSED", "SAME", "UNDECIDED",
+           "WORDS", "VerdictError", "badness", "decide", "failed", "failing", "normalize", "parse_fail_on", "rank", "worst"]

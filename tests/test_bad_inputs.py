@@ -43,8 +43,9 @@ def string_for_number(tmp_path) -> Path:
 
 @pytest.mark.parametrize("argv, code", [
     (["report", "{}", "--out", "{out}"], 2),
-    (["baselines", "history", "ttft_ms", "--results", "{}"], 1),
+    (["baselines", "history", "ttft_ms", "--results", "{}"], 2),
     (["export", "{}", "--format", "csv", "-o", "{out}/x.csv"], 2),
+    (["compare", "{}", "{}"], 2),
 ])
 def test_a_string_where_a_number_belongs_names_the_file_run_and_field(capsys, tmp_path, string_for_number, argv, code):
     before = digest(string_for_number)
@@ -77,7 +78,7 @@ def test_strings_elsewhere_in_a_run_are_named_too(tmp_path, where):
 
 def test_baselines_history_on_a_directory_is_one_line(capsys, tmp_path):
     (tmp_path / "a.json").write_text("{}")
-    assert main(["baselines", "history", "ttft_ms", "--results", str(tmp_path)]) == 1
+    assert main(["baselines", "history", "ttft_ms", "--results", str(tmp_path)]) == 2
     one_line_error(capsys, str(tmp_path), "is a directory")
 
 
@@ -94,7 +95,7 @@ def test_show_of_a_corrupt_baseline_says_why_it_cannot_be_read(capsys, tree):  #
         path = store.path(old, benchmark)
         path.write_text('{"schema_version": 1, "benchmark": ')       # cut short
         before = digest(path)
-        assert main(["baselines", "show", old, benchmark, "--dir", str(store.root)]) == 1
+        assert main(["baselines", "show", old, benchmark, "--dir", str(store.root)]) == 2
         line = one_line_error(capsys, str(path), "not valid JSON")
         assert "no benchmark matching" not in line
         assert digest(path) == before
@@ -107,7 +108,7 @@ def test_a_word_in_a_baseline_statistic_makes_the_file_unreadable_with_the_field
     doc["metrics"]["tpot_ms"]["median"] = "fast"
     path.write_text(json.dumps(doc))
     before = digest(path)
-    assert main(["baselines", "show", old, "t::tpot[nixl-cpu-pc0]", "--dir", str(store.root)]) == 1
+    assert main(["baselines", "show", old, "t::tpot[nixl-cpu-pc0]", "--dir", str(store.root)]) == 2
     one_line_error(capsys, str(path), "metric 'tpot_ms': median is 'fast', not a finite number")
     assert digest(path) == before
 
@@ -117,7 +118,7 @@ def test_history_names_the_baseline_files_it_cannot_read(capsys, tree):  # noqa:
     path = store.path(old, "t::tpot[nixl-cpu-pc0]")
     path.write_text("{")
     before = digest(path)
-    assert main(["baselines", "history", "tpot_ms", "--dir", str(store.root)]) == 1
+    assert main(["baselines", "history", "tpot_ms", "--dir", str(store.root)]) == 2
     out, err = capsys.readouterr()
     assert "t::tpot[colocated-pc0]" in out                       # the readable ones are still shown
     assert err.strip().splitlines() == [next(line for line in err.splitlines() if str(path) in line)]

@@ -52,11 +52,11 @@ def test_list_shows_fingerprints_benchmarks_and_candidates(capsys, tree):
     assert code == 0 and "nixl" not in out and "colocated" in out
 
 
-def test_list_reports_unreadable_files_and_exits_1(capsys, tree):
+def test_list_reports_unreadable_files_and_exits_2(capsys, tree):
     store, old, _ = tree
     (store.root / old / "broken.json").write_text('{"schema_version": 1')
     code, out, err = cli(capsys, store, "list")
-    assert code == 1 and "broken.json" in out and "UNREADABLE" in out and "unreadable file" in err
+    assert code == verdicts.EXIT_BAD_INPUT == 2 and "broken.json" in out and "UNREADABLE" in out and "unreadable file" in err
 
 
 def test_show_a_fingerprint_and_a_benchmark(capsys, tree):
@@ -91,7 +91,7 @@ def test_show_unknown_benchmark_lists_the_known_ones(capsys, tree):
 def test_diff_shows_the_changed_fields_and_judges_b_against_a(capsys, tree):
     store, old, new = tree
     code, out, _ = cli(capsys, store, "diff", old, new, "--tolerance", "latency=5%,throughput=10%")
-    assert code == 3                                    # a row says regressed: --fail-on's default
+    assert code == 1                                    # a row says regressed: --fail-on's default
     assert "vllm" in out and "0.31.0" in out and "0.32.0" in out
     nixl_tpot = next(line for line in out.splitlines() if "nixl-cpu" in line and "tpot_ms" in line)
     colo_tpot = next(line for line in out.splitlines() if "colocated" in line and "tpot_ms" in line)
@@ -146,12 +146,12 @@ def test_diff_fails_on_regressed_by_default_and_as_told(capsys, tree):
         return main(["baselines", "diff", old, new, *args, "--dir", str(store.root),
                      "--tolerance", "latency=5%,throughput=10%"])
 
-    assert diff() == 3
+    assert diff() == verdicts.EXIT_FAILED == 1       # the exit rule `pytest-disagg compare` shares
     assert "2 row(s) say regressed (--fail-on regressed" in capsys.readouterr().err
     assert diff("--fail-on", "none") == 0
     assert diff("*colocated*") == 0                  # those rows are not regressed
     capsys.readouterr()
-    assert diff("*colocated*", "--fail-on", "regressed,same,undecided,improved") == 3
+    assert diff("*colocated*", "--fail-on", "regressed,same,undecided,improved") == 1
     assert "row(s) say same" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:        # argparse: a usage error
         diff("--fail-on", "fast")

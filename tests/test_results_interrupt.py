@@ -1,5 +1,6 @@
-"""The results JSON survives a Ctrl-C or SIGTERM that comes after the tests ran, while the
-deployments are being stopped (no vLLM: a fake deployment whose process is slow to stop)."""
+"""The results JSON, and the run kept of it, survive a Ctrl-C or SIGTERM that comes after the
+tests ran, while the deployments are being stopped (no vLLM: a fake deployment whose process is
+slow to stop)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ def test_results_are_written_when_interrupted_while_deployments_stop(tmp_path, s
     marker, out = tmp_path / "stopping", tmp_path / "results" / "results.json"
     env = dict(os.environ, DISAGG_STOPPING_MARKER=str(marker), DISAGG_RUNTIME_DIR=str(tmp_path / "runtime"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", str(TARGET), f"--disagg-json={out}", "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", str(TARGET), f"--disagg-json={out}", f"--disagg-save-dir={tmp_path / 'runs'}",
+         "-p", "no:cacheprovider", "-q"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
@@ -38,3 +40,5 @@ def test_results_are_written_when_interrupted_while_deployments_stop(tmp_path, s
     doc = json.loads(out.read_text())
     assert [r["benchmark"] for r in doc["runs"]] == ["interrupt"] and doc["runs"][0]["n_ok"] == 3
     assert not [p.name for p in out.parent.iterdir() if p.name != out.name], "a temporary file was left"
+    (run,) = (tmp_path / "runs").iterdir()                  # the run kept whole, beside nothing else
+    assert [p.name for p in run.iterdir()] == ["results.json"] and (run / "results.json").read_bytes() == out.read_bytes()

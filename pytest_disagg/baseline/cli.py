@@ -2,8 +2,9 @@
 
 ``register(subparsers)`` adds the ``baselines`` command to the top-level parser of
 ``pytest_disagg/cli.py``; each subcommand sets ``func(args) -> int`` and prints tables with
-tabulate. Unknown ids exit 2 with the ids that do exist; unreadable files exit 1 naming them;
-``diff`` exits 3 when a row's verdict is one of ``--fail-on`` (default: regressed).
+tabulate. Exit codes are the rule every comparing command shares (``verdicts.EXIT_*``, as
+``pytest-disagg compare``): ``diff`` exits 1 when a row's verdict is one of ``--fail-on`` (default:
+regressed); unknown ids (listing the ids that do exist) and unreadable files (naming them) exit 2.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from .fingerprint import describe_machine
 from .settings import SettingsError, parse_tolerance
 from .store import BaselineError, BaselineStore
 
-EXIT_OK, EXIT_BAD_FILE, EXIT_UNKNOWN, EXIT_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED = verdicts.EXIT_OK, verdicts.EXIT_FAILED
+EXIT_BAD_FILE = EXIT_UNKNOWN = verdicts.EXIT_BAD_INPUT
 
 
 def _store(args) -> BaselineStore:
@@ -92,12 +94,10 @@ def cmd_diff(args) -> int:
 
 
 def _diff_exit(words: list[str], fail_on: frozenset[str]) -> int:
-    failing = sorted({w for w in words if w in fail_on})
-    if not failing:
+    reason = verdicts.failing(words, fail_on)
+    if reason is None:
         return EXIT_OK
-    count = sum(1 for w in words if w in fail_on)
-    print(f"pytest-disagg baselines: {count} row(s) say {', '.join(failing)} (--fail-on "
-          f"{','.join(sorted(fail_on))}; --fail-on none never fails)", file=sys.stderr)
+    print(f"pytest-disagg baselines: {reason}", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -155,6 +155,13 @@ def _fail_on(text: str) -> frozenset[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_fail_on(parser: argparse.ArgumentParser) -> None:
+    """``--fail-on WORDS``, the same for every comparing command (``diff``, ``pytest-disagg compare``)."""
+    parser.add_argument("--fail-on", type=_fail_on, default=verdicts.DEFAULT_FAIL_ON, metavar="WORDS",
+                        help="exit 1 when a row's verdict is one of these words (comma-separated, or none; "
+                             "default: regressed)")
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``baselines`` and its subcommands to a top-level ``add_subparsers()`` object."""
     common = argparse.ArgumentParser(add_help=False)
@@ -181,9 +188,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("b")
     p.add_argument("pattern", nargs="?", help="only benchmarks matching this shell pattern")
     p.add_argument("--tolerance", default=None, help="as --disagg-tolerance, e.g. 3%% or latency=2%%,throughput=10%%")
-    p.add_argument("--fail-on", type=_fail_on, default=verdicts.DEFAULT_FAIL_ON, metavar="WORDS",
-                   help="exit 3 when a row's verdict is one of these words (comma-separated, or none; "
-                        "default: regressed)")
+    add_fail_on(p)
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("history", parents=[common], help="one metric across fingerprints, oldest first")
@@ -218,4 +223,4 @@ def run(args) -> int:
         return EXIT_BAD_FILE
 
 
-__all__ = ["register", "run"]
+__all__ = ["add_fail_on", "register", "run"]
