@@ -143,3 +143,15 @@ def test_a_direction_without_figures_writes_no_file(tmp_path, capsys):
 def test_one_results_file_per_trend_file(tmp_path, capsys):
     code = main(["export", *map(str, COMMITTED), "--format", "gab-smaller", "-o", str(tmp_path / "x.json")])
     assert code == 2 and "--format gab-smaller takes one results file, got 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.parent.name)
+def test_otava_series_keep_their_names_across_a_reprobe(path, tmp_path):
+    """Otava (and the CSV's series) key on the same stable load label as github-action-benchmark."""
+    from pytest_disagg.export import series
+
+    doc = laddered(load_results(path))
+    before, _ = series.write_otava([from_document(doc)], tmp_path / "a")
+    after, _ = series.write_otava([from_document(reprobed(doc, 1.37))], tmp_path / "b")
+    assert before and sorted(after) == sorted(before)
+    assert all("rate=" not in n for n in before)

@@ -46,8 +46,23 @@ class Figure:
         return "samples" if self.samples is not None else ("summary" if self.summary is not None else "value")
 
     @property
+    def load_label(self) -> str:
+        """The load point's name that does not move with the probe: the name the gate judges the
+        run under (``gate_name``, e.g. ``load-sweep[r0]``: the ladder's rung, not its rate), else
+        ``<benchmark>[r<ladder_index>]`` (files from before ``gate_name``), else the load point as
+        recorded (``rate=4/s``). Trend series keyed by it survive a re-probe that moves every rate."""
+        if isinstance(self.run.get("gate_name"), str) and self.run["gate_name"]:
+            return self.run["gate_name"]
+        extra = self.run.get("extra")
+        index = extra.get("ladder_index") if isinstance(extra, dict) else None
+        if isinstance(index, int) and not isinstance(index, bool):
+            return f"{self.benchmark}[r{index}]"
+        return self.load or self.benchmark
+
+    @property
     def series_key(self) -> tuple[str, str, str, str]:
-        return (self.test, self.deployment, self.load, self.side)
+        """A trend series: (test, deployment, stable load label, side)."""
+        return (self.test, self.deployment, self.load_label, self.side)
 
 
 @dataclass(frozen=True)

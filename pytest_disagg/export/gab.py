@@ -30,19 +30,8 @@ from .series import _unique, figure_numbers
 FORMATS = {"gab-smaller": "lower", "gab-bigger": "higher"}
 
 
-def load_label(fig: Figure) -> str:
-    """The load point's name that does not move with the probe (see the module text)."""
-    run = fig.run
-    if isinstance(run.get("gate_name"), str) and run["gate_name"]:
-        return run["gate_name"]
-    index = (run.get("extra") or {}).get("ladder_index") if isinstance(run.get("extra"), dict) else None
-    if isinstance(index, int) and not isinstance(index, bool):
-        return f"{fig.benchmark}[r{index}]"
-    return fig.load or fig.benchmark
-
-
 def entry_name(fig: Figure) -> str:
-    return "::".join(p for p in (short_name(fig), load_label(fig), fig.side, fig.metric.name) if p)
+    return "::".join(p for p in (short_name(fig), fig.load_label, fig.side, fig.metric.name) if p)
 
 
 def stored_summary(fig: Figure) -> dict:
@@ -100,4 +89,4 @@ def document(results: ResultsFile, fmt: str) -> list[dict]:
     return entries
 
 
-__all__ = ["FORMATS", "document", "entry_name", "load_label", "median", "median_range"]
+__all__ = ["FORMATS", "document", "entry_name", "median", "median_range"]

@@ -89,7 +89,7 @@ def write_csv(files: Sequence[ResultsFile], path: Path) -> int:
 
 def slug(key: tuple[str, str, str, str]) -> str:
     """A file- and Otava-friendly name of a series key (test, deployment, load, side):
-    ``test_latency.nixl-gpu-pc0.rate=4_s``."""
+    ``test_load_sweep.nixl-gpu-pc0.load-sweep.r0`` (the stable load label, ``Figure.load_label``)."""
     test, deployment, load, side = key
     short = test.rsplit("::", 1)[-1]
     parts = [short, "" if deployment in short else deployment, load, side]
