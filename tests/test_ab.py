@@ -117,6 +117,21 @@ def test_server_command_uses_the_side_b_interpreter(tmp_path):
     assert plain.command(1)[0] == sys.executable
 
 
+def test_side_b_with_enforce_eager_says_so_and_passes_the_flag_once(tmp_path):
+    """``--disagg-ab-server-args='--enforce-eager'`` on a GPU (eager against graphs): the start-up line
+    and the deployment JSON must say side B ran eager (on an H100 it said cuda-graphs)."""
+    from pytest_disagg.deploy import DeploymentConfig
+    from pytest_disagg.deploy.server import ServerSpec
+
+    graphs = DeploymentConfig(medium="colocated", device="cuda", gpus=(0,))
+    assert graphs.serving_mode() == "cuda-graphs"
+    assert DeploymentConfig(medium="colocated", device="cuda", gpus=(0,),
+                            extra_server_args=("--enforce-eager",)).serving_mode() == "eager"
+    spec = ServerSpec(role="colocated", model_dir=tmp_path, served_name="m", device="cuda", dtype="bfloat16",
+                      max_model_len=128, prefix_caching=False, eager=True, extra_args=("--enforce-eager",))
+    assert spec.command(1).count("--enforce-eager") == 1
+
+
 # --- the verdict rule -----------------------------------------------------------------------------
 
 def rounds(rng, median, n_rounds, n=40, cv=0.1):

@@ -65,7 +65,11 @@ class DeploymentConfig:
     eager: bool | None = None            # --enforce-eager; None: the device's policy (devices.py)
 
     def serving_mode(self) -> str:
-        """``eager`` or ``cuda-graphs`` (vLLM's default CUDA graphs and compilation)."""
+        """``eager`` or ``cuda-graphs`` (vLLM's default CUDA graphs and compilation). Extra server
+        arguments that ask for ``--enforce-eager`` (an A/B's side B) make the mode eager too, so the
+        start-up line and the deployment JSON say how the servers really ran."""
+        if "--enforce-eager" in self.extra_server_args:
+            return "eager"
         return policy(self.device).serving_mode(self.eager)
 
     def key(self) -> str:

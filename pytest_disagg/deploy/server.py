@@ -89,7 +89,7 @@ class ServerSpec:
             "--host", "127.0.0.1", "--port", str(port),
             "--model", str(self.model_dir), "--served-model-name", self.served_name,
             "--load-format", self.load_format, "--dtype", self.dtype,
-            *(["--enforce-eager"] if self.eager else []),
+            *(["--enforce-eager"] if self.eager and "--enforce-eager" not in self.extra_args else []),
             "--max-model-len", str(self.max_model_len),
             "--enable-prefix-caching" if self.prefix_caching else "--no-enable-prefix-caching",
         ]
