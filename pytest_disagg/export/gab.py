@@ -23,6 +23,7 @@ a direction with none writes no file (the workflow's step then skips: ``hashFile
 """
 from __future__ import annotations
 
+from ..baseline.fingerprint import stable_hash
 from .adapter import ExportError, Figure, ResultsFile, machine_fields
 from .benchjson import short_name
 from .series import _unique, figure_numbers
@@ -62,7 +63,6 @@ def fingerprint_tag(fig: Figure, results: ResultsFile) -> str:
     fp = fig.run.get("fingerprint") if isinstance(fig.run.get("fingerprint"), dict) else {}
     if fp.get("machine_hash"):
         return "/".join(str(fp[k]) for k in ("machine_hash", "subject_hash") if fp.get(k))
-    from ..baseline.fingerprint import stable_hash
     machine = machine_fields(results.fingerprint)
     return stable_hash(machine) if machine else "none"
 
