@@ -16,7 +16,9 @@
 # while calls follow each other, and the job's files are fetched by the next call. Make the next
 # `wait` call at once: a lent machine goes back after ~30 s idle, and the job with it (2026-12-07:
 # 11 rounds of step 1 came back, steps 2 and 3 were lost that way). Budget: the first start with
-# compilation took 265 s on an H100, each run of the GPU shape 2.4 s, a round ~18 s.
+# compilation took 165-265 s on an H100, an eager start 47 s, each run of the GPU shape 2.4 s, a
+# round of step 1 ~18 s (24 rounds: ~13 min with the starts), step 2 351 s in all (10 rounds).
+# Done so far: step 2 (2026-12-07, docs/ab/gpu-h100-eager-vs-graphs/); next: STEPS=power,aa.
 set -uo pipefail
 what=${1:?start or wait}; out=${2:-gpu-ab27}
 work=${WORK:-/root/ab27}
@@ -40,7 +42,7 @@ job() {
   cd "$work/repo" || exit 1
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv > "$work/gpu.csv"
-  steps=${STEPS:-power,eager,aa}          # a subset, e.g. STEPS=eager, where device time is short
+  steps=${STEPS:-power,aa}          # e.g. STEPS=eager; power,aa by default (eager ran)
   [[ $steps == *power* ]] && echo "ab_power start $(date -u +%T)" >> "$work/status.txt" && python3 benchmarks/ab_power.py --device cuda --gpus 0 --mediums colocated --rounds "${ROUNDS:-24}" \
     --deadline-s "${DEADLINE_S:-900}" --collect-to "$work/ab-power-samples.json" --no-statistics 2>&1 \
     | grep --line-buffered -v " INFO \|WARNING\|DEBUG" > "$work/ab_power.log" \
