@@ -10,6 +10,7 @@ deployment starts (its ctx variant for the equality property) on a 2-core box.
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,13 @@ def deployment_of(item):
     if item.path.parent != Path(__file__).parent:
         return None
     return getattr(getattr(item, "callspec", None), "params", {}).get("disagg_deployment_config")
+
+
+def pytest_configure(config):
+    """Ctrl-C reaches the children the tests interrupt, even when this pytest was started with
+    SIGINT ignored (a background job of a non-interactive shell: bash starts it that way, and an
+    ignored signal is inherited across exec). Otherwise every SIGINT test fails, and the interrupt
+    during server start-up first waits out its 120 s (CI, 2026-12-07). A handler, unlike an
+    ignored signal, is reset to the default action in a child."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

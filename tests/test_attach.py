@@ -1,18 +1,16 @@
 """Attach mode: a deployment managed elsewhere, driven and measured by the suite, which starts nothing.
 
 Unit part: the attach file's checks (errors name the file and the key) and the DCGM-exporter
-meter against a fake exporter on 127.0.0.1. Real part: a vLLM CPU server started by this test
-(outside the plugin), attached by a child pytest with ``--disagg-attach``; the child's results
-JSON must hold the run, measured against that server, with GPU energy from the fake DCGM counter.
+meter against a fake exporter on 127.0.0.1. Real part: the vLLM CPU server of this session's
+colocated-pc0 deployment (started by this session's pool, so outside the child session and already
+up for its other tests: no start of its own), attached by a child pytest with ``--disagg-attach``;
+the child's results JSON must hold the run, measured against that server, with GPU energy from the
+fake DCGM counter.
 """
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
@@ -167,55 +165,32 @@ def test_attached(disagg_deployment, disagg_bench):
 '''
 
 
-@pytest.mark.disagg
-def test_attach_drives_an_externally_started_vllm(pytester, tmp_path):
-    from pytest_disagg.deploy.server import ServerSpec, _healthy, free_port
-    from pytest_disagg.models import resolve_model
-
-    model = resolve_model("tiny-llama-cpu")
-    spec = ServerSpec(role="colocated", model_dir=model.materialize(tmp_path / "model"), served_name="ext-tiny",
-                      device="cpu", dtype="float32", max_model_len=512, prefix_caching=False, block_size=32)
-    port = free_port()
-    log = open(tmp_path / "vllm.log", "wb")
-    t0 = time.monotonic()
-    server = subprocess.Popen(spec.command(port), env=spec.environment(), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while not _healthy(url):
-            assert server.poll() is None, (tmp_path / "vllm.log").read_text()[-3000:]
-            assert time.monotonic() - t0 < 600, "external vLLM did not come up"
-            time.sleep(0.5)
-        print(f"external vLLM start-up {time.monotonic() - t0:.1f} s")
-        with FakeDcgm((2000.0,)) as fake:
-            f = write(tmp_path, f'name = "ext-tiny"\nmedium = "external"\nurl = "{url}/v1"\ndcgm = "{fake.url}"\n'
-                                f'vocab_size = {model.vocab_size}\n[roles.colocated]\nmetrics = "{url}/metrics"\n')
-            pytester.makepyfile(test_inner=INNER)
-            out = tmp_path / "results.json"
-            before = {p.pid for p in psutil.Process().children(recursive=True)}
-            result = pytester.runpytest_subprocess(f"--disagg-attach={f}", f"--disagg-json={out}",
-                                                   "--disagg-baseline=off", "-p", "no:cacheprovider")
-            assert result.ret == 0, result.stdout.str()[-4000:]
-        doc = json.loads(out.read_text())
-        run = [r for r in doc["runs"] if r["benchmark"] == "attach"][0]
-        assert run["deployment"] == "ext-tiny" and run["medium"] == "external" and run["n_ok"] == 4
-        assert doc["deployments"]["ext-tiny"]["attached"] is True
-        # The server's own counters saw the measured requests (4 x 4 generated tokens).
-        (metrics,) = [m for m in run["server_metrics"].values() if m["role"] == "colocated"]
-        assert metrics["metrics_url"] == f"{url}/metrics" and metrics["key"]["generation_tokens"] >= 16, metrics
-        # Energy from the fake DCGM counter: one step (2000 mJ) per scrape, one scrape before and after.
-        assert run["energy"] and abs(run["energy"]["scalars"]["energy_gpu_j"] - 2.0) < 1e-9, run["energy"]
-        # Nothing was started by the plugin: the only vLLM is ours, with no new children of this test.
-        assert server.poll() is None
-        assert {p.pid for p in psutil.Process().children(recursive=True)} <= before | {server.pid} | {
-            p.pid for p in psutil.Process(server.pid).children(recursive=True)}
-    finally:
-        import os
-        import signal
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+@pytest.mark.disagg(mediums=["colocated"], prefix_caching=[False])
+def test_attach_drives_an_externally_started_vllm(pytester, disagg_deployment, tmp_path):
+    """The child session attaches to the vLLM server itself (not the pool's proxy): a server it
+    did not start, which it must drive and measure without starting anything."""
+    (server,) = disagg_deployment.servers
+    url, model = server.url, disagg_deployment.model
+    with FakeDcgm((2000.0,)) as fake:
+        f = write(tmp_path, f'name = "ext-tiny"\nmedium = "external"\nurl = "{url}/v1"\ndcgm = "{fake.url}"\n'
+                            f'vocab_size = {model.vocab_size}\n[roles.colocated]\nmetrics = "{url}/metrics"\n')
+        pytester.makepyfile(test_inner=INNER)
+        out = tmp_path / "results.json"
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        result = pytester.runpytest_subprocess(f"--disagg-attach={f}", f"--disagg-json={out}",
+                                               "--disagg-baseline=off", "-p", "no:cacheprovider")
+        assert result.ret == 0, result.stdout.str()[-4000:]
+    doc = json.loads(out.read_text())
+    run = [r for r in doc["runs"] if r["benchmark"] == "attach"][0]
+    assert run["deployment"] == "ext-tiny" and run["medium"] == "external" and run["n_ok"] == 4
+    assert doc["deployments"]["ext-tiny"]["attached"] is True
+    # The server's own counters saw the measured requests (4 x 4 generated tokens).
+    (metrics,) = [m for m in run["server_metrics"].values() if m["role"] == "colocated"]
+    assert metrics["metrics_url"] == f"{url}/metrics" and metrics["key"]["generation_tokens"] >= 16, metrics
+    # Energy from the fake DCGM counter: one step (2000 mJ) per scrape, one scrape before and after.
+    assert run["energy"] and abs(run["energy"]["scalars"]["energy_gpu_j"] - 2.0) < 1e-9, run["energy"]
+    # Nothing was started by the child session: the server it drove still runs, and no process of
+    # this test is new but the server's own.
+    assert psutil.pid_exists(server.pid) and psutil.Process(server.pid).status() != psutil.STATUS_ZOMBIE
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before | {
+        p.pid for p in psutil.Process(server.pid).children(recursive=True)}
