@@ -137,6 +137,21 @@ def test_healthy_when_the_check_passes(tmp_path):
         assert processes.stop(child, grace_s=2) == -signal.SIGTERM
 
 
+def test_a_given_up_stop_does_not_wait_the_whole_grace(tmp_path):
+    """A child that ignores SIGTERM (as a vLLM server still starting does) runs out its grace; a
+    stop that allows less than the child's grace (a given-up start) gets the quick one instead.
+    The supervisor's line in the child's log says which grace ran out."""
+    cmd = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                 "print('up', flush=True); time.sleep(600)"]
+    for name, grace, stop_grace, says in (("patient", 2, None, "after the 2 s grace"),
+                                          ("given-up", 600, 1, f"after the {processes.QUICK_GRACE_S:g} s grace")):
+        log = tmp_path / f"{name}.log"
+        child = processes.start(name, cmd, env=dict(os.environ), log_path=log, grace_s=grace)
+        _wait_for(lambda: "up" in log.read_text(), 60, "the child")
+        assert processes.stop(child, grace_s=stop_grace) == -signal.SIGKILL
+        assert says in log.read_text(), log.read_text()
+
+
 # --- leftovers of a killed session --------------------------------------------------------
 def _orphan_group() -> subprocess.Popen:
     """A process group as a killed session with a killed supervisor would leave it."""

@@ -308,11 +308,14 @@ def start_healthy(name: str, cmd: Sequence[str], healthy: Callable[[], bool], ti
     return child
 
 
-def _begin_stop(child: Child) -> None:
+def _begin_stop(child: Child, grace_s: float | None = None) -> None:
+    """SIGTERM to the supervisor (the child's own grace), or SIGUSR1 where the caller allows less
+    than that grace (the supervisor then ends the tree within its quick grace, 3 s)."""
     child.stopped_by_us = True
+    quick = grace_s is not None and grace_s < child.grace_s
     if child.supervisor.poll() is None:
         try:
-            child.supervisor.send_signal(signal.SIGTERM)
+            child.supervisor.send_signal(signal.SIGUSR1 if quick else signal.SIGTERM)
         except ProcessLookupError:
             pass
 
@@ -338,10 +341,13 @@ def _finish_stop(child: Child, deadline: float) -> int | None:
     return child.poll()
 
 
+QUICK_GRACE_S = _sup.PARENT_GONE_GRACE_S      # what a given-up start waits (SIGUSR1 to the supervisor)
+
+
 def stop(child: Child, grace_s: float | None = None) -> int | None:
     """End the child and everything it started (SIGTERM, SIGKILL after the grace period); its exit status."""
     grace = child.grace_s if grace_s is None else grace_s
-    _begin_stop(child)
+    _begin_stop(child, grace_s)
     return _finish_stop(child, time.monotonic() + grace + 5)
 
 
@@ -371,7 +377,7 @@ def stop_all(children, grace_s: float | None = None) -> None:
     """End several children at once (each gets its grace period, in parallel)."""
     children = list(children)
     for child in children:
-        _begin_stop(child)
+        _begin_stop(child, grace_s)
     grace = max((c.grace_s for c in children), default=0.0) if grace_s is None else grace_s
     deadline = time.monotonic() + grace + 5
     for child in children:

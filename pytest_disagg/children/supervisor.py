@@ -12,6 +12,8 @@ imported by the child. It
   pytest is gone, however it died (SIGKILL and the OOM killer included), and the supervisor ends
   every descendant within GRACE_S (at most 3 s) and exits;
 - on SIGTERM (``processes.stop``) ends every descendant, SIGTERM first and SIGKILL after GRACE_S;
+  on SIGUSR1 the same within at most 3 s (a start given up: a vLLM server still starting ignores
+  SIGTERM and would run out the whole grace);
 - when CMD exits by itself, ends what CMD left behind (within 3 s) and exits the way CMD did (same
   exit code, or killed by the same signal), so pytest sees the child's own exit status.
 
@@ -133,6 +135,7 @@ class Supervisor:
         self.child: int | None = None
         self.child_status: int | None = None
         self.stop_requested = False
+        self.quick = False              # SIGUSR1: a stop that need not wait the whole grace
 
     def _reap(self) -> None:
         while True:
@@ -156,6 +159,9 @@ class Supervisor:
             time.sleep(0.05)
             self._reap()
             targets = descendants(me)
+        if targets:                    # the child's log says why it ended killed
+            print(f"supervisor: {len(targets)} process(es) still running after the {grace_s:g} s grace: SIGKILL",
+                  file=sys.stderr, flush=True)
         for _ in range(100):           # whatever is left, and anything forked meanwhile
             if not targets:
                 break
@@ -195,7 +201,7 @@ class Supervisor:
                     parent_gone = True
                     break
             self._reap()
-        if self.stop_requested and not parent_gone:
+        if self.stop_requested and not parent_gone and not self.quick:
             self.end_all(self.grace_s)
         else:   # pytest is gone, or the command died and what it left is of no use: be quick
             self.end_all(min(self.grace_s, PARENT_GONE_GRACE_S))
@@ -225,6 +231,9 @@ def main(argv: list[str]) -> int:
     def on_term(signum, frame):
         sup.stop_requested = True
 
+    def on_quick(signum, frame):
+        sup.quick = sup.stop_requested = True
+
     def on_int(signum, frame):     # the terminal's Ctrl-C is pytest's to handle; a handler, not
         pass                       # SIG_IGN, so that CMD does not inherit an ignored SIGINT
 
@@ -232,6 +241,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGUSR1, on_quick)
     return sup.run(cmd, report_fd)
 
 

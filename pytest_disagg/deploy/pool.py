@@ -459,15 +459,17 @@ class DeploymentPool:
         try:
             return self._start_stages(config, children, stage)
         except BaseException as exc:
+            # A given-up start: a vLLM server still starting ignores SIGTERM (it ran out the whole
+            # 10 s grace every time), so its tree gets the quick grace.
             if not isinstance(exc, Exception):      # Ctrl-C, SIGTERM: just stop everything
-                processes.stop_all(reversed(children))
+                processes.stop_all(reversed(children), processes.QUICK_GRACE_S)
                 raise
             # A 502 from the proxy may come a moment before the dead server's exit is seen.
             settle = time.monotonic() + 2.0
             while not dead_children(children) and time.monotonic() < settle and children:
                 time.sleep(0.1)
             dead = dead_children(children)
-            processes.stop_all(reversed(children))
+            processes.stop_all(reversed(children), processes.QUICK_GRACE_S)
             message = f"deployment {config.key()} failed at stage '{stage[0]}': {exc}"
             if dead and not isinstance(exc, processes.StartError):
                 message += "\n" + explain_deaths(dead)
