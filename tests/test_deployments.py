@@ -1,12 +1,13 @@
 """Real vLLM deployments, one per medium × prefix caching: they come up, answer, and move KV."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import urllib.request
 
 import pytest
+
+from pytest_disagg.testing.procs import is_loopback, listening
 
 
 def _post(url: str, body: dict, headers: dict | None = None) -> dict:
@@ -34,25 +35,9 @@ def test_servers_are_real_vllm_processes(disagg_deployment):
         assert "vllm:" in text, f"{server.role} /metrics does not look like vLLM's"
         assert os.path.getsize(server.log_path) > 0
     assert _get(d.url + "/health")["status"] == "ok"
-    bound = _listening([s.pid for s in d.servers])
+    bound = listening([s.pid for s in d.servers], tree=True)     # API server, EngineCore, workers (NIXL's UCX)
     assert bound, "no listening socket found: the loopback guard would prove nothing"
-    assert all(ipaddress.ip_address(ip).is_loopback for _, ip in bound), bound
-
-
-def _listening(pids) -> list[tuple[str, str]]:
-    """(process name, address) of every listening inet socket of these processes and their
-    descendants: vLLM's API server, EngineCore and workers (NIXL's UCX listener among them)."""
-    psutil = pytest.importorskip("psutil")
-    out = []
-    for pid in pids:
-        root = psutil.Process(pid)
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                out += [(p.name(), c.laddr.ip) for c in p.net_connections(kind="inet")
-                        if c.status == psutil.CONN_LISTEN]
-            except psutil.Error:
-                pass
-    return out
+    assert all(is_loopback(ip) for _, _, ip, _ in bound), bound
 
 
 def test_completion_through_proxy_has_exact_length(disagg_deployment):

@@ -9,7 +9,6 @@ kept on the loopback device.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import time
@@ -24,31 +23,12 @@ from pytest_disagg.children import processes  # noqa: E402
 from pytest_disagg.deploy.launchers import make_launcher  # noqa: E402
 from pytest_disagg.deploy.pool import DeploymentConfig, DeploymentPool  # noqa: E402
 from pytest_disagg.mediums import MediumRegistry, detect_install  # noqa: E402
+from pytest_disagg.testing.procs import is_loopback, listening  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.disagg]
 
 RESOURCE = "disagg_node"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "UCX_NET_DEVICES": "lo", "UCX_TLS": "tcp,self"}
-
-
-def is_loopback(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def listening(pids) -> list[tuple[int, str, str, int]]:
-    out = []
-    for pid in pids:
-        try:
-            p = psutil.Process(pid)
-            for c in p.net_connections(kind="inet"):
-                if c.status == psutil.CONN_LISTEN:
-                    out.append((pid, p.name(), c.laddr.ip, c.laddr.port))
-        except psutil.Error:
-            pass
-    return out
 
 
 @pytest.fixture(scope="module")

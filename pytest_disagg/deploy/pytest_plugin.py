@@ -256,12 +256,13 @@ def disagg_get_deployment(pytestconfig):
     def get(dc: DeploymentConfig):
         if dc is attach_config_of(pytestconfig):
             return attached_deployment(pytestconfig)
-        pool = pool_of(pytestconfig)
-        reason = unavailable_reason(pytestconfig, pool.medium_of(dc))
+        # The session's registry, not the pool's lookup: a skipped medium must not make the pool
+        # (its temp directory) in a session that would start nothing.
+        reason = unavailable_reason(pytestconfig, registry_of(pytestconfig).get(dc.medium))
         if reason:
             pytest.skip(reason)
         try:
-            return announced_get(pool, dc)
+            return announced_get(pool_of(pytestconfig), dc)
         except DeploymentError as exc:
             pytest.fail(f"deployment {dc.key()} did not come up:\n{exc}", pytrace=False)
     return get
