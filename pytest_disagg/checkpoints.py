@@ -24,12 +24,16 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .children import processes
 from .shipped import FIXTURES_DIR
+from .versions import package_version
 
 TOKENIZER_DIR = FIXTURES_DIR / "tokenizer"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -45,10 +49,9 @@ class CheckpointError(RuntimeError):
 
 
 def _versions() -> dict[str, str]:
-    import torch          # optional dependencies (vLLM's), slow to import
-    import transformers
-
-    return {"transformers": transformers.__version__, "torch": torch.__version__}
+    """The libraries that decide the weights, from package metadata: the key of a cached checkpoint
+    is known without importing torch (seconds, and never needed in pytest's own process)."""
+    return {"transformers": package_version("transformers") or "", "torch": package_version("torch") or ""}
 
 
 def checkpoint_key(config: dict, seed: int = DEFAULT_SEED) -> str:
@@ -81,18 +84,51 @@ def init_std(cfg: dict) -> float:
     return max(base, hidden ** -0.5) if hidden > 0 else base
 
 
+def _where(config_path: str | os.PathLike, cache_dir: str | os.PathLike, seed: int,
+           init_scale: float | None) -> tuple[Path, dict, str, Path]:
+    """The config file, its contents, the checkpoint's key and its directory in the cache."""
+    config_path = Path(config_path)
+    if config_path.is_dir():
+        config_path = config_path / "config.json"
+    cfg = _read_config(config_path)
+    key = checkpoint_key({**cfg, "_init_std": init_scale or init_std(cfg)}, seed)
+    return config_path, cfg, key, Path(cache_dir) / f"{config_path.parent.name}-{key[:16]}"
+
+
+#: A tiny config builds in seconds; a GPU-sized one (billions of weights, float32 on the CPU) in minutes.
+BUILD_TIMEOUT_S = 1800
+
+
+def build_checkpoint_in_child(config_path: str | os.PathLike, cache_dir: str | os.PathLike, *,
+                              seed: int = DEFAULT_SEED, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
+    """``build_checkpoint`` in a child interpreter, unless the cache has it: torch and transformers
+    (seconds to import, hundreds of MB) stay out of pytest's process, and a build that crashes
+    fails the deployment that needed it, not the session. Why: a pytest-xdist worker that built
+    checkpoints in its own process crashed (SIGSEGV in ``import torch``, 2026-12-08)."""
+    _, _, _, target = _where(config_path, cache_dir, seed, None)
+    if (target / COMPLETE_MARK).is_file():
+        return target
+    cmd = [sys.executable, "-m", "pytest_disagg.checkpoints", str(config_path), str(cache_dir), "--seed", str(seed)]
+    env = dict(os.environ)     # the child imports this very package, also where only sys.path had it
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        proc = processes.run(cmd, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise CheckpointError(f"{config_path}: building its checkpoint took over {timeout_s:.0f} s") from None
+    built = proc.stdout.strip().splitlines()[-1:] if proc.returncode == 0 else []
+    if not built or Path(built[0]) != target or not (target / COMPLETE_MARK).is_file():
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise CheckpointError(f"{config_path}: the checkpoint builder exited {proc.returncode}:\n{tail}")
+    return target
+
+
 def build_checkpoint(config_path: str | os.PathLike, cache_dir: str | os.PathLike, *, seed: int = DEFAULT_SEED,
                      init_scale: float | None = None, tokenizer_dir: Path = TOKENIZER_DIR) -> Path:
     """A directory vLLM and transformers can load: the config as given, ``model.safetensors`` from
     the architecture's own initialisation under ``seed``, and the fixture tokenizer (unless the
     config's directory has one). Built once per key; concurrent builders of one key are safe
     (each builds aside and renames; the first rename wins)."""
-    config_path = Path(config_path)
-    if config_path.is_dir():
-        config_path = config_path / "config.json"
-    cfg = _read_config(config_path)
-    key = checkpoint_key({**cfg, "_init_std": init_scale or init_std(cfg)}, seed)
-    target = Path(cache_dir) / f"{config_path.parent.name}-{key[:16]}"
+    config_path, cfg, key, target = _where(config_path, cache_dir, seed, init_scale)
     if (target / COMPLETE_MARK).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -206,3 +242,25 @@ def hf_greedy(checkpoint_dir: Path) -> Generate:
         return out
 
     return generate
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_disagg.checkpoints CONFIG CACHE_DIR``: build (or find) the checkpoint and
+    print its directory; a config transformers cannot build exits 2 with the reason."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m pytest_disagg.checkpoints", description=main.__doc__)
+    ap.add_argument("config", help="a Hugging Face config.json or its directory")
+    ap.add_argument("cache_dir")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    args = ap.parse_args(argv)
+    try:
+        print(build_checkpoint(args.config, args.cache_dir, seed=args.seed))
+    except CheckpointError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

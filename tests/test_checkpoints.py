@@ -3,14 +3,17 @@ context-sensitive -- with negative controls showing the context-sensitivity chec
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-from pytest_disagg.checkpoints import (CheckpointError, Sensitivity, build_checkpoint, build_info,  # noqa: E402
-                                       checkpoint_key, context_sensitivity, hf_greedy, init_std, last_token_only,
+from pytest_disagg.checkpoints import (CheckpointError, Sensitivity, build_checkpoint, build_checkpoint_in_child,  # noqa: E402
+                                       build_info, checkpoint_key, context_sensitivity, hf_greedy, init_std, last_token_only,
                                        probe_prompts)
 from pytest_disagg.models import MODELS_DIR, resolve_model  # noqa: E402
 
@@ -70,6 +73,26 @@ def test_bad_configs_are_named(tmp_path, cache):
     (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
     with pytest.raises(CheckpointError, match="could not build"):
         build_checkpoint(tmp_path, cache)
+
+
+def test_a_deployments_checkpoint_is_built_in_a_child_interpreter(tmp_path):
+    """What the pool calls: the same checkpoint as ``build_checkpoint``, built without importing torch
+    into the calling process; the cached one is found without a child; a bad config's reason comes back."""
+    script = (
+        "import sys\n"
+        "from pytest_disagg.checkpoints import build_checkpoint_in_child\n"
+        f"print(build_checkpoint_in_child({str(MODELS_DIR / 'tiny-llama-cpu')!r}, {str(tmp_path / 'c')!r}))\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported in the caller'\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = Path(proc.stdout.strip())
+    assert build_checkpoint(MODELS_DIR / "tiny-llama-cpu", tmp_path / "c") == built
+    assert build_info(built)["key"].startswith(built.name.rsplit("-", 1)[1])
+    assert build_checkpoint_in_child(MODELS_DIR / "tiny-llama-cpu", tmp_path / "c") == built
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(CheckpointError, match="builder exited 2(.|\n)*could not build"):
+        build_checkpoint_in_child(tmp_path / "bad", tmp_path / "c")
 
 
 def test_sensitivity_verdicts():

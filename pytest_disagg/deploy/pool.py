@@ -26,7 +26,7 @@ from ..devices import policy
 from ..mediums import Medium, MediumContext, MediumRegistry
 from ..models import ModelSpec, resolve_model
 from .. import handoffs
-from ..checkpoints import CheckpointError, build_checkpoint
+from ..checkpoints import CheckpointError, build_checkpoint_in_child
 from ..children import affinity, processes
 from ..kvspec import KVSpecError, KVSpecProbe, cross_check
 from .launchers import Launcher, LocalLauncher
@@ -39,6 +39,13 @@ class DeploymentError(RuntimeError):
     """A deployment that could not be brought up or failed its self-check."""
 
     died = False        # True when a process of it died (killed, OOM): worth starting again
+
+
+#: How the servers get their weights: vLLM's random ``--load-format dummy`` (nothing to build; the
+#: greedy output then follows the last prompt token only) or a real checkpoint of the model config,
+#: seeded random weights saved by transformers (``pytest_disagg.checkpoints``; built once per config and
+#: cached), whose output depends on the whole context.
+WEIGHTS = ("dummy", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -587,10 +594,10 @@ def model_directory(model: ModelSpec, config: DeploymentConfig, workdir: Path, c
         return model.materialize(workdir / "model"), "dummy"
     if config.weights == "checkpoint":
         try:
-            return build_checkpoint(model.config_path, cache_dir / "checkpoints"), "auto"
+            return build_checkpoint_in_child(model.config_path, cache_dir / "checkpoints"), "auto"
         except CheckpointError as exc:
             raise DeploymentError(str(exc)) from None
-    raise DeploymentError(f"weights={config.weights!r}: allowed values are dummy, checkpoint")
+    raise DeploymentError(f"weights={config.weights!r}: allowed values are {', '.join(WEIGHTS)}")
 
 
 def start_kv_probe(model_dir: Path, config: DeploymentConfig, dtype: str, cache_dir: Path):
