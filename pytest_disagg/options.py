@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .deploy.launchers import LAUNCHERS
+from .deploy.pool import WEIGHTS
 from .kvspec import validate_kv_cache_dtype
 from .mediums import Medium, MediumRegistry
 from .models import ModelConfigError, available_models, resolve_model
@@ -35,8 +36,7 @@ OPTIONS = (
     Option("--disagg-mediums", "disagg_mediums", "comma-separated mediums (default: all; unavailable ones are "
            "skipped with the reason)", metavar="A,B"),
     Option("--disagg-model", "disagg_model", "model config: a name under fixtures/models or a path to a "
-           "config.json (served with --load-format dummy; the equality property builds a real tiny checkpoint "
-           "of it)", metavar="NAME|PATH"),
+           "config.json (weights: see --disagg-weights; the equality property builds a real checkpoint of it)", metavar="NAME|PATH"),
     Option("--disagg-server-timeout", "disagg_server_timeout", "seconds a vLLM server may take to become healthy",
            "600", metavar="S"),
     Option("--disagg-logs", "disagg_logs", "directory where server and proxy logs are kept", metavar="DIR"),
@@ -65,6 +65,9 @@ OPTIONS = (
     Option("--disagg-eager", "disagg_eager", "serve with vLLM's --enforce-eager: auto (the device's policy: eager "
            "on CPU, CUDA graphs and compilation on GPUs, as production serves), yes or no; the mode enters the "
            "fingerprint and the baseline key", "auto", choices=("auto", "yes", "no")),
+    Option("--disagg-weights", "disagg_weights", "dummy (vLLM's --load-format dummy) or checkpoint (a real "
+           "checkpoint of the model config, seeded random weights built once and cached: the output depends on the "
+           "whole prompt); checkpoint enters the baseline key", "dummy", choices=WEIGHTS),
     Option("--disagg-attach", "disagg_attach", "TOML file describing a deployment managed elsewhere (llm-d, "
            "Dynamo, a vLLM you started): the suite starts nothing and drives, measures and gates that one",
            metavar="FILE"),
@@ -95,6 +98,7 @@ class DisaggOptions:
     ray_resource: str | None = None
     attach: Path | None = None           # a deployment managed elsewhere (attach/)
     eager: bool | None = None            # --enforce-eager; None: the device's policy (devices.py)
+    weights: str = "dummy"               # deploy.pool.WEIGHTS
     save: bool = True                    # keep the session's results as a run (runs.py)
     save_dir: Path | None = None         # where; None: .disagg/runs in the rootdir
 
@@ -252,6 +256,13 @@ def parse_eager(value: str | None) -> bool | None:
     return EAGER[value]
 
 
+def parse_weights(value: str | None) -> str:
+    value = (value or "dummy").strip()
+    if value not in WEIGHTS:
+        raise OptionError(f"--disagg-weights={value!r}: allowed values are {', '.join(WEIGHTS)}")
+    return value
+
+
 SAVE = {"yes": True, "no": False}
 
 
@@ -296,6 +307,7 @@ def build_options(raw: dict, registry: MediumRegistry, visible_gpus: int) -> Dis
         ray_resource=(raw.get("ray_resource") or None),
         attach=parse_attach(raw.get("attach"), launcher),
         eager=parse_eager(raw.get("eager")),
+        weights=parse_weights(raw.get("weights")),
         save=parse_save(raw.get("save")),
         save_dir=parse_save_dir(raw.get("save_dir")),
     )

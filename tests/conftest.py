@@ -10,7 +10,9 @@ deployment starts (its ctx variant for the equality property) on a 2-core box.
 """
 from __future__ import annotations
 
+import shlex
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,13 @@ def pytest_configure(config):
     ignored signal, is reset to the default action in a child."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session")
+def tox_test_commands() -> list[list[str]]:
+    """The two pytest commands `tox -e test` runs side by side (scripts/tox_test.sh): the tests
+    without a vLLM server, then the real deployments."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["bash", str(root / "scripts" / "tox_test.sh"), "--print"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    return [shlex.split(line) for line in out.splitlines() if line.strip()]

@@ -30,7 +30,8 @@ def test_servers_are_real_vllm_processes(disagg_deployment):
     for server in d.servers:
         os.kill(server.pid, 0)  # alive
         assert "vllm.entrypoints.openai.api_server" in " ".join(server.cmdline)
-        assert "--load-format" in server.cmdline and "dummy" in server.cmdline
+        load_format = server.cmdline[server.cmdline.index("--load-format") + 1]
+        assert load_format == {"dummy": "dummy", "checkpoint": "auto"}[d.config.weights], server.cmdline
         text = server.scrape_metrics()
         assert "vllm:" in text, f"{server.role} /metrics does not look like vLLM's"
         assert os.path.getsize(server.log_path) > 0

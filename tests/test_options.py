@@ -49,12 +49,24 @@ def test_gpus_without_any_gpu():
     ({"server_timeout": "-3"}, ["--disagg-server-timeout", "greater than 0"]),
     ({"server_timeout": "soon"}, ["--disagg-server-timeout", "not a number"]),
     ({"prefix_caching": "maybe"}, ["--disagg-prefix-caching", "both, on, off"]),
+    ({"weights": "real"}, ["--disagg-weights='real'", "dummy, checkpoint"]),
 ])
 def test_bad_values_name_option_and_allowed(raw, words):
     with pytest.raises(OptionError) as info:
         opts(**raw)
     for w in words:
         assert w in str(info.value)
+
+
+@pytest.mark.parametrize("flag, weights", [([], "dummy"), (["--disagg-weights=checkpoint"], "checkpoint")])
+def test_weights_reach_every_deployment_config(pytester, flag, weights):
+    """``--disagg-weights`` is every session deployment's (the pool then loads a real checkpoint)."""
+    pytester.makepyfile(
+        "def test_weights(disagg_config):\n"
+        f"    assert disagg_config('colocated').weights == {weights!r}\n"
+        f"    assert disagg_config('disk', prefix_caching=True).weights == {weights!r}\n")
+    result = pytester.runpytest("--disagg-save=no", *flag)
+    result.assert_outcomes(passed=1)
 
 
 def test_cpu_device_contradicts_gpus():

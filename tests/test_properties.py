@@ -12,6 +12,8 @@ property (3 under the ``ci`` profile, 20 under ``nightly``).
   checkpoint built by transformers with the architecture's own initialisation,
   ``pytest_disagg.checkpoints``), whose output depends on the whole prompt's KV: with vLLM's dummy
   weights the output follows the last prompt token only, and equal tokens would prove nothing.
+  A session served with ``--disagg-weights=checkpoint`` (`tox -e test`) runs it on the deployment
+  itself, with no variant to start.
   The same property runs on further architectures (``--disagg-equality-models``; on CPU by
   default the Qwen3 fixture with head_dim 96 != hidden / heads) on the nixl and disk mediums;
 - every request completes with exactly the requested number of output tokens;
@@ -349,11 +351,14 @@ class GreedyReference:
 
 def ctx_variant(config, model: str | None = None):
     """The deployment config with real weights (a tiny transformers checkpoint of the same
-    config: the same shape, KV bytes per token and hand-off), named ``ctx`` in ids."""
-    changes = {"weights": "checkpoint", "variant": "ctx"}
+    config: the same shape, KV bytes per token and hand-off), named ``ctx`` in ids; ``config``
+    itself when it has them already (``--disagg-weights=checkpoint``, as `tox -e test` runs: no
+    second deployment to start)."""
     if model is not None:
-        changes.update(model=model, variant=f"ctx-{resolve_model(model).name}")
-    return dataclasses.replace(config, **changes)
+        return dataclasses.replace(config, weights="checkpoint", model=model, variant=f"ctx-{resolve_model(model).name}")
+    if config.weights == "checkpoint":
+        return config
+    return dataclasses.replace(config, weights="checkpoint", variant="ctx")
 
 
 @pytest.fixture(scope="session")
@@ -403,7 +408,8 @@ def test_greedy_output_equals_colocated_property(disagg_deployment, disagg_pool,
     and KV bytes per token; the variant ``ctx`` in its id): with the session's dummy weights the
     output depends on the last prompt token only, and equal tokens would prove nothing about the
     KV that arrived. The variant's deployment is lent an extra pool slot, so the session
-    deployment under test stays up, and is stopped after the property."""
+    deployment under test stays up, and is stopped after the property. A session served with
+    ``--disagg-weights=checkpoint`` runs the property on its own deployment."""
     d = disagg_deployment
     require_alive(d)
     config = ctx_variant(d.config)
@@ -415,7 +421,7 @@ def test_greedy_output_equals_colocated_property(disagg_deployment, disagg_pool,
             with disagg_pool.others_paused(dc, greedy_reference):
                 equality_property(dc, greedy_reference, "test_greedy_output_equals_colocated_property")
     finally:
-        if config != greedy_reference.config:
+        if config not in (greedy_reference.config, d.config):
             disagg_pool.release(config)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import configparser
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,17 +44,18 @@ def test_cpu_workflow_runs_readme_test_command():
     assert "tox -e test" in (ROOT / ".ci/run").read_text()
 
 
-def test_tox_test_splits_one_selection_in_two():
-    """``tox -e test`` runs the tests without a server on xdist workers, then the real deployments
-    in one serial session: the two mark expressions must cover CI's selection once, no more, no less."""
+def test_tox_test_splits_one_selection_in_two(tox_test_commands):
+    """``tox -e test`` runs the tests without a server beside the real deployments, which run in one
+    session: the two mark expressions must cover CI's selection once, no more, no less."""
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(ROOT / "tox.ini")
-    first, second = [shlex.split(line.replace("{posargs}", "")) for line in ini["testenv:test"]["commands"].splitlines()
-                     if line.strip().startswith("pytest")]
+    assert ini["testenv:test"]["commands"].split() == ["bash", "scripts/tox_test.sh", "{envtmpdir}", "{posargs}"]
+    first, second = tox_test_commands
     no_server, real = first[first.index("-m") + 1], second[second.index("-m") + 1]
     assert no_server.startswith("not disagg and ") and real.startswith("disagg and ")
     assert no_server.removeprefix("not disagg and ") == real.removeprefix("disagg and ")
-    assert "-n" in first and "-n" not in second           # one session owns the deployment pool
+    assert "-n" not in second           # one session owns the deployment pool
+    assert "--disagg-weights=checkpoint" in second      # the equality property then starts no variant
     equality = [a for a in first if a.startswith("--disagg-equality-models")]
     assert equality and equality == [a for a in second if a.startswith("--disagg-equality-models")]
 

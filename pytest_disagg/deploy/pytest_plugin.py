@@ -169,7 +169,7 @@ def make_config(config, medium: str, **overrides) -> DeploymentConfig:
     """A DeploymentConfig for this session's device, GPUs and model, with overrides."""
     options = options_of(config)
     base = dict(medium=medium, model=options.model, device=options.device, gpus=options.gpus,
-                kv_cache_dtype=options.kv_cache_dtype, eager=options.eager)
+                kv_cache_dtype=options.kv_cache_dtype, eager=options.eager, weights=options.weights)
     if options.device == "cpu":
         base.update(block_size=32)  # the CPU attention backend needs multiples of 32
     base.update(overrides)

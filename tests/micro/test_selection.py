@@ -3,9 +3,7 @@ test run): ``tox -e test`` leaves them out and prints no benchmark table, ``pyte
 all of them, and ``--benchmark-disable`` turns them into plain tests of the same code."""
 from __future__ import annotations
 
-import configparser
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 TABLE = re.compile(r"-+ benchmark[ :'].* tests? -+")
-
-
-def tox_test_markexprs() -> list[str]:
-    """The ``-m`` expression of each pytest command of ``tox -e test`` (it runs two)."""
-    ini = configparser.ConfigParser(interpolation=None)
-    ini.read(ROOT / "tox.ini")
-    commands = [line for line in ini["testenv:test"]["commands"].splitlines() if line.strip().startswith("pytest")]
-    args = [shlex.split(command.replace("{posargs}", "")) for command in commands]
-    return [a[a.index("-m") + 1] for a in args]
 
 
 def child(*args: str) -> subprocess.CompletedProcess:
@@ -38,8 +27,9 @@ def micro_tests() -> list[str]:
 
 
 @pytest.mark.parametrize("command", [0, 1], ids=["no-server", "real-deployments"])
-def test_tox_test_run_leaves_the_micro_benchmarks_out_and_prints_no_table(command):
-    expr = tox_test_markexprs()[command]
+def test_tox_test_run_leaves_the_micro_benchmarks_out_and_prints_no_table(command, tox_test_commands):
+    args = tox_test_commands[command]
+    expr = args[args.index("-m") + 1]
     assert "not micro" in expr
     proc = child("-m", expr)
     out = proc.stdout
