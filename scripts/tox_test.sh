@@ -12,12 +12,13 @@
 #   bash scripts/tox_test.sh LOG_DIR [pytest arguments for both runs]
 #   bash scripts/tox_test.sh --print     # the two commands, one per line (tests/test_workflows.py reads them)
 set -u
-logs=${1:?give a directory for the logs and temporary files of the runs, or --print}; shift
+logs=${1:?give a directory for the log of the tests without a server, or --print}; shift
 print=no; [ "$logs" = --print ] && print=yes && logs=LOG_DIR
 select="not latency and not energy and not kv_reuse and not dvfs and not micro and not repeats"
-server_free=(pytest -rs --durations=15 -p no:cacheprovider --basetemp="$logs/server-free-tmp"
-             -m "not disagg and $select" --disagg-equality-models=none "$@")
-real=(pytest -rs --durations=30 -m "disagg and $select" --disagg-equality-models=none --disagg-weights=checkpoint "$@")
+# pytest's own temporary directories for both (not under LOG_DIR: a pytester child there would find
+# this checkout's pyproject.toml as its rootdir and keep its runs and baselines in the checkout).
+server_free=(pytest -rfEs --durations=15 -p no:cacheprovider -m "not disagg and $select" --disagg-equality-models=none "$@")
+real=(pytest -rfEs --durations=30 -m "disagg and $select" --disagg-equality-models=none --disagg-weights=checkpoint "$@")
 if [ $print = yes ]; then
   printf '%q ' "${server_free[@]}"; echo
   printf '%q ' "${real[@]}"; echo
