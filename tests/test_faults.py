@@ -126,3 +126,13 @@ def test_cuda_graphs_serving_is_a_subject_of_its_own():
     assert graphs == _subject_hash(MediumRegistry(), DeploymentConfig(**fields, eager=False))
     assert DeploymentConfig(**fields).serving_mode() == "cuda-graphs"
     assert DeploymentConfig(medium="colocated").serving_mode() == "eager"
+
+
+def test_real_weights_split_the_baseline_subject_and_dummy_keeps_the_old_hash():
+    """``--disagg-weights=checkpoint`` measures other weights: its own baselines; the default adds nothing."""
+    registry = MediumRegistry()
+    dummy = DeploymentConfig(medium="nixl-cpu")
+    assert "weights" not in subject_config(SimpleNamespace(config=dummy, medium=registry.get("nixl-cpu"),
+                                                           dtype="float32"))
+    real = dataclasses.replace(dummy, weights="checkpoint")
+    assert _subject_hash(registry, real) != _subject_hash(registry, dummy)
