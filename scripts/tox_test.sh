@@ -32,6 +32,7 @@ trap 'kill -TERM "$free" 2>/dev/null' EXIT      # an interrupted run leaves no s
 real_rc=$?
 wait "$free"
 free_rc=$?
+trap - EXIT                                      # reaped: its pid may be another process's by now
 echo "--- the tests without a vLLM server, run beside the above ($logs/server-free.log) ---"
 cat "$logs/server-free.log"
 exit $(( real_rc ? real_rc : free_rc ))
