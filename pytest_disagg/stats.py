@@ -425,14 +425,45 @@ def hodges_lehmann_ratio(d: Sequence[float], confidence: float = DEFAULT_CONFIDE
 WILCOXON_ARE = 3.0 / np.pi        # signed-rank test's efficiency against the t-test, normal data
 
 
+NOISE_BOUND_CONFIDENCE = 0.9     # how sure a resolution is that its rounds did not understate their noise
+
+
 def paired_noise(d: Sequence[float]) -> float | None:
-    """Round-to-round spread of the log ratios ``d``: 1.4826 x their median absolute deviation (the
-    SD for normal data; the rank test gives a disturbed round one vote, so its power follows the
-    bulk of the rounds, not their tail). None below 4 rounds."""
+    """Round-to-round spread of the log ratios ``d`` as a description of the bulk: 1.4826 x their
+    median absolute deviation (the SD for normal data, blind to one disturbed round). Not what
+    power is planned with (``paired_sd``, ``noise_bound``). None below 4 rounds."""
     d = as_samples(d, "paired differences", allow_empty=True)
     if d.size < 4:
         return None
     return float(1.4826 * np.median(np.abs(d - np.median(d))))
+
+
+def paired_sd(d: Sequence[float]) -> float | None:
+    """Round-to-round SD of the log ratios ``d`` (n - 1), tail included: at the A/B rule's per-look
+    levels one disturbed round of the wrong sign, ranked last of 12, lifts the exact p from 2/4096
+    to 0.034, so the tail costs the rank test power and a robust spread promised more than it
+    called. None below 4 rounds."""
+    d = as_samples(d, "paired differences", allow_empty=True)
+    return None if d.size < 4 else float(np.std(d, ddof=1))
+
+
+def noise_bound(d: Sequence[float], confidence: float = NOISE_BOUND_CONFIDENCE) -> float | None:
+    """``paired_sd`` raised to its one-sided ``confidence`` upper bound (chi-square on n - 1 df): the
+    noise to plan power with from the rounds at hand. Twelve rounds estimate their SD loosely:
+    power planned with the estimate itself averaged 85 % where 95 % was meant on simulated normal
+    rounds (81-95 % on the CPU box's real rounds; 73-75 % with the robust spread used before).
+    With the 90 % bound, 97 % on normal rounds and 88-99.9 % on the CPU box's samples files, the
+    low end where the rounds have a heavy tail or two clusters, for which the rank test's
+    efficiency is below the normal's (``benchmarks/ab_power.py`` checks it on every file). None
+    below 4 rounds."""
+    from scipy.stats import chi2   # slow to import: only resolution figures need it
+
+    check_confidence(confidence)
+    sd = paired_sd(d)
+    if sd is None:
+        return None
+    df = len(d) - 1
+    return float(sd * np.sqrt(df / chi2.ppf(1.0 - confidence, df)))
 
 
 def exact_floor_rounds(level: float) -> int:
@@ -594,8 +625,8 @@ def change_points(series: Iterable[float], *, max_pvalue: float = DEFAULT_CP_PVA
             for i, cp in enumerate(points)]
 
 
-__all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_RESAMPLES", "DEFAULT_SEED", "QUANTILES", "ChangePoint", "Estimate", "RatioCI",
+__all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_RESAMPLES", "DEFAULT_SEED", "NOISE_BOUND_CONFIDENCE", "QUANTILES", "ChangePoint", "Estimate", "RatioCI",
            "StatsError", "as_samples", "bootstrap_ci", "bootstrap_medians", "bootstrap_statistics", "change_points",
            "check_confidence", "clustered_ratio_of_medians", "crossing_ci", "detectable_change", "exact_floor_rounds",
-           "first_crossing", "interval", "median_ci", "paired_noise", "power_at", "qname", "quantile_summary", "ratio_of_medians",
+           "first_crossing", "interval", "median_ci", "noise_bound", "paired_noise", "paired_sd", "power_at", "qname", "quantile_summary", "ratio_of_medians",
            "rounds_needed", "summarize", "summary_cis"]

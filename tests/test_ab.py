@@ -406,6 +406,24 @@ def test_ab_power_reports_the_modelled_power_where_rounds_are_too_few_to_resampl
     assert "caution" not in out and "power_at" in out
 
 
+def test_ab_power_honesty_check_catches_a_resolution_that_promises_too_much(tmp_path, monkeypatch):
+    """The check plants the change an A/A verdict prints on other rounds: an honest figure is called
+    ~95 % of the time, one that promises half the change it could see is called far less often."""
+    import json
+
+    from pytest_disagg.ab import decide as rule
+
+    ab_power = _ab_power()
+    entry = json.loads(synthetic_samples(tmp_path / "s.json", 0.0, rounds=24).read_text())["mediums"]["colocated"]
+    printed, honest, pooled = ab_power.resolution_check(entry, (10, 12), reps=25, seed=3)
+    assert pooled == 24 and 0.0 < printed < 0.2 and honest >= 0.85
+    truthful = rule.resolution
+    monkeypatch.setattr(rule, "resolution", lambda *a, **kw: {**truthful(*a, **kw),
+                                                              "resolves": truthful(*a, **kw)["resolves"] / 2})
+    assert ab_power.resolution_check(entry, (10, 12), reps=25, seed=3)[1] < 0.6
+    assert ab_power.resolution_check({"rounds": entry["rounds"][:3 * 6]}, (10, 12), reps=5, seed=3) is None
+
+
 def test_ab_power_pools_a_rounds_repeated_runs_and_can_leave_them_out():
     """Two runs per side per round (``--runs-per-round 2``): a round's figure pools both runs'
     requests, ``use_runs=1`` keeps the first run only (the plugin's design, from the same file),

@@ -237,3 +237,34 @@ def test_paired_noise_follows_the_bulk_not_one_disturbed_round():
     assert stats.paired_noise(d) == pytest.approx(0.05, rel=0.3)
     assert stats.paired_noise(np.append(d, 2.0)) == pytest.approx(stats.paired_noise(d), rel=0.1)
     assert stats.paired_noise(d[:3]) is None
+
+
+def test_noise_bound_lies_above_the_sd_and_closes_on_it_with_more_rounds():
+    rng = np.random.default_rng(4)
+    few, many = rng.normal(0, 0.05, 12), rng.normal(0, 0.05, 400)
+    assert stats.paired_sd(few) == pytest.approx(np.std(few, ddof=1))
+    assert stats.noise_bound(few) / stats.paired_sd(few) > 1.3 > stats.noise_bound(few, 0.5) / stats.paired_sd(few)
+    assert 1.0 < stats.noise_bound(many) / stats.paired_sd(many) < 1.1
+    assert stats.paired_sd(few[:3]) is None and stats.noise_bound(few[:3]) is None
+    with pytest.raises(stats.StatsError, match="confidence"):
+        stats.noise_bound(few, 1.0)
+
+
+def test_the_change_a_verdict_says_its_rounds_resolve_is_called_95_percent_of_the_time():
+    """The promise as a user meets it: each A/A verdict of 12 normal rounds prints the change it
+    resolves from its own rounds; that change, planted on fresh rounds of the same noise, is called.
+    Planned with the rounds' SD itself (or the robust spread) the promise held ~85 % (~76 %) of the
+    time: the few rounds understate their noise as often as not."""
+    from pytest_disagg.ab.decide import ALPHA, decide
+
+    rng = np.random.default_rng(22)
+    noise, n, looks = 0.05, 12, 2
+    flat = [[50.0]] * n
+    printed = []
+    for _ in range(30):
+        aa = decide("ttft_ms", "lower", flat, [[50.0 * np.exp(x)] for x in rng.normal(0, noise, n)], looks=looks)
+        printed.append(aa.resolves)
+    power = np.mean([_simulated_power(c, noise, n, looks, trials=20, seed=k) for k, c in enumerate(printed)])
+    assert 0.92 <= power <= 0.995
+    plain = [stats.detectable_change(stats.paired_sd(rng.normal(0, noise, n)), n, ALPHA / looks) for _ in range(30)]
+    assert np.mean([_simulated_power(c, noise, n, looks, trials=20, seed=k) for k, c in enumerate(plain)]) < 0.92

@@ -67,8 +67,9 @@ class Verdict:
     a_median: float | None = None
     b_median: float | None = None
     reason: str = ""
-    noise: float | None = None           # round-to-round SD of log B/A (robust: 1.4826 x MAD)
-    resolves: float | None = None        # smallest change these rounds call with POWER (0.15 = 15 %)
+    noise: float | None = None           # round-to-round SD of log B/A
+    resolves: float | None = None        # smallest change these rounds call with POWER (0.15 = 15 %),
+                                         # planned with the noise's upper bound (``resolution``)
     rounds_needed: int | None = None     # rounds that would call TARGET_CHANGE with POWER, at this noise
 
     def to_json(self) -> dict:
@@ -129,13 +130,18 @@ def resolution_text(v: Mapping) -> str:
             f"({POWER:.0%} power); {TARGET_CHANGE:.0%} needs {need}")
 
 
-def resolution(d: np.ndarray, lvl: float, alpha: float = ALPHA) -> dict:
-    """What rounds this noisy can tell apart: the round-to-round noise of the log ratios ``d``, the
-    smallest change ``len(d)`` rounds call with ``POWER`` at this look's level, and the rounds a
-    budget would need for ``TARGET_CHANGE`` (its looks as ``options.looks_for`` plans them: more
-    rounds, more looks, a smaller level per look). Empty below 4 rounds."""
-    noise = stats.paired_noise(d)
-    return {} if noise is None else resolution_at(noise, d.size, lvl, alpha)
+def resolution(d: np.ndarray, lvl: float, alpha: float = ALPHA, rounds: int | None = None) -> dict:
+    """What rounds this noisy can tell apart: the round-to-round SD of the log ratios ``d``
+    (``noise``), the smallest change ``rounds`` rounds (default ``len(d)``) call with ``POWER`` at
+    this look's level, and the rounds a budget would need for ``TARGET_CHANGE`` (its looks as
+    ``options.looks_for`` plans them: more rounds, more looks, a smaller level per look). Both are
+    planned with ``stats.noise_bound``, not the SD itself: a verdict's few rounds can understate
+    their noise, and the promise is meant to hold over the verdicts that print it (measured:
+    ``benchmarks/ab_power.py``'s honesty line). Empty below 4 rounds."""
+    noise, bound = stats.paired_sd(d), stats.noise_bound(d)
+    if noise is None or bound is None:
+        return {}
+    return {**resolution_at(bound, d.size if rounds is None else rounds, lvl, alpha), "noise": noise}
 
 
 def resolution_at(noise: float, rounds: int, lvl: float, alpha: float = ALPHA) -> dict:
