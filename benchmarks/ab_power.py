@@ -392,7 +392,7 @@ def can_resample(entry: dict, looks: tuple[int, ...], use_runs: int | None = Non
 
 
 def trial(tables: dict[str, dict[str, list[np.ndarray]]], other: str, looks: tuple[int, ...],
-          rng: np.random.Generator, seed: int, bootstrap: bool = False) -> dict[str, str]:
+          rng: np.random.Generator, seed: int) -> dict[str, str]:
     """One sequential A/B decision over every metric at once, as the plugin decides (more rounds
     while any is undecided), rounds drawn (paired, with replacement) from one session;
     ``tables``: metric -> side -> per-round arrays. Returns metric -> verdict word."""
@@ -403,8 +403,7 @@ def trial(tables: dict[str, dict[str, list[np.ndarray]]], other: str, looks: tup
     n = min(len(t["A1"]) for t in tables.values())
     # Without replacement where the session has the budget's rounds: a duplicated round would make
     # the rank tests see agreement that was never measured (false alarms overstated).
-    # ``bootstrap``: always with replacement (rounds drawn from the measured rounds' distribution).
-    picks = rng.permutation(n)[:looks[-1]] if n >= looks[-1] and not bootstrap else rng.integers(0, n, looks[-1])
+    picks = rng.permutation(n)[:looks[-1]] if n >= looks[-1] else rng.integers(0, n, looks[-1])
     for k in picks:
         seq.add_round({m: t["A1"][k] for m, t in tables.items()}, {m: t[other][k] for m, t in tables.items()})
         if seq.look():
@@ -413,7 +412,7 @@ def trial(tables: dict[str, dict[str, list[np.ndarray]]], other: str, looks: tup
 
 
 def rates(entry: dict, looks: tuple[int, ...], reps: int, seed: int, use_runs: int | None = None,
-          metrics: tuple[str, ...] = (METRIC,), bootstrap: bool = False) -> dict[str, dict]:
+          metrics: tuple[str, ...] = (METRIC,)) -> dict[str, dict]:
     """metric -> {"counts", "false_alarm", "power"} over ``reps`` resampled A/A and A/B decisions."""
     from pytest_disagg import verdicts
 
@@ -425,7 +424,7 @@ def rates(entry: dict, looks: tuple[int, ...], reps: int, seed: int, use_runs: i
         s = sessions[rep % len(sessions)]
         tables = {m: per_metric[m][s] for m in metrics}
         for label, other in (("A/A", "A2"), ("A/B +5%", "B")):
-            for m, word in trial(tables, other, looks, rng, seed * 7919 + rep, bootstrap).items():
+            for m, word in trial(tables, other, looks, rng, seed * 7919 + rep).items():
                 counts[m][label][word] = counts[m][label].get(word, 0) + 1
     out = {}
     for m, c in counts.items():
@@ -441,8 +440,8 @@ HONESTY_JITTER = 0.3      # smoothed bootstrap's kernel, in SDs of the rounds (v
 def _smoothed_draw(d: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` rounds drawn from ``d`` with replacement, each moved by a normal kernel of
     ``HONESTY_JITTER`` SDs and shrunk back to ``d``'s variance. Plain resampling repeats rounds, and
-    repeated rounds tie in the rank test, which lowers its power: the first version of this check
-    lost a third of its power to that (and to a session of 3 rounds drawn 12 times)."""
+    repeated rounds tie in the rank test, which lowers its power: a check drawn that way understates
+    what the rule calls on rounds that are all measured."""
     sd, mean = float(np.std(d, ddof=1)), float(np.mean(d))
     x = d[rng.integers(0, d.size, n)] + rng.normal(0.0, HONESTY_JITTER * sd, n)
     return mean + (x - mean) / np.sqrt(1.0 + HONESTY_JITTER ** 2)

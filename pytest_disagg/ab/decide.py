@@ -27,7 +27,7 @@ Every verdict also carries its *resolution* (``resolution``): the rounds' round-
 smallest change they would call with 95 % power, and the rounds a 5 % change would need. An
 ``undecided`` verdict is otherwise a dead end; with it the user can tell "no difference worth a
 verdict yet" from "this machine cannot see 5 % in any budget I would pay for" (on the 2-core box a
-fresh start lands ~5-8 % off the last one, and a 5 % change takes ~85 rounds).
+fresh start lands ~5-8 % off the last one, and a 5 % change takes ~180-350 rounds).
 """
 from __future__ import annotations
 
