@@ -31,7 +31,7 @@ def quantum(watts, period=0.1):
 def test_window_energy_is_the_counter_delta_not_integrated_power():
     # the reported power under-reads by 20 %; the window must follow the counter anyway
     gpu = FakeGpu(power_w=250.0, power_reading=lambda t, w: 0.8 * w)
-    fake, clock, meter = make([gpu])
+    fake, clock, meter = make([gpu], align_boundaries=False)    # before/after are read at once too
     before = fake.nvmlDeviceGetTotalEnergyConsumption(fake.nvmlDeviceGetHandleByIndex(0))
     meter.begin("w")
     for _ in range(40):
@@ -50,7 +50,7 @@ def test_window_energy_is_the_counter_delta_not_integrated_power():
 
 
 def test_windows_nest_and_overlap():
-    fake, clock, meter = make([FakeGpu(power_w=100.0)])
+    fake, clock, meter = make([FakeGpu(power_w=100.0)], align_boundaries=False)   # no waits between the steps
     meter.begin("a")
     clock.advance(1.0)
     fake.set_power(0, 400.0)
@@ -123,7 +123,31 @@ def test_unknown_period_is_noted_not_invented():
     w = meter.end("w")
     assert w.counter_period_s is None
     assert "counter update period unknown" in w.notes
+    assert [n.split(" (")[0] for n in w.notes if "counter update (" in n] == ["start not at a counter update",
+                                                                           "end not at a counter update"]
     meter.stop()
+
+
+@pytest.mark.parametrize("phase", [0.013, 0.051, 0.094])
+def test_boundaries_at_counter_updates_keep_the_end_of_a_busy_run(phase):
+    """A run ends at full power ``phase`` after a counter update: read at once, the window misses
+    that last part of the run (at 600 W, up to 60 J a period); waiting for the next update it
+    misses nothing and adds at most a period of the idle power after the run (10 J)."""
+    busy_s = 2.4 + phase
+    got = {}
+    for align in (True, False):
+        fake, clock, meter = make([FakeGpu(power_w=100.0)], align_boundaries=align)
+        clock.advance(0.1 - clock() % 0.1 + 0.001)          # 1 ms after an update, idle
+        meter.begin("run")
+        fake.set_power(0, 600.0)
+        clock.advance(busy_s)
+        fake.set_power(0, 100.0)
+        got[align] = meter.end("run")
+        meter.stop()
+    aligned, at_once = got[True].joules_by_gpu[0], got[False].joules_by_gpu[0]
+    assert 600 * busy_s <= aligned <= 600 * busy_s + 2 * quantum(100)
+    assert got[True].notes == () and got[True].reliable
+    assert at_once < 600 * busy_s - 0.9 * phase * 600
 
 
 def test_idle_power_is_reported_beside_and_subtracted_on_request():
@@ -158,7 +182,8 @@ def test_minus_idle_without_baseline_is_an_error():
 
 
 def test_gpu_without_counter_falls_back_to_integrated_power():
-    fake, clock, meter = make([FakeGpu(power_w=120.0, counter_period_s=None), FakeGpu(power_w=80.0)])
+    fake, clock, meter = make([FakeGpu(power_w=120.0, counter_period_s=None), FakeGpu(power_w=80.0)],
+                              align_boundaries=False)     # GPU 1's wait would lengthen GPU 0's window
     assert meter.info.method_by_gpu == {0: "power-integral", 1: "counter"}
     meter.begin("w")
     for _ in range(20):
