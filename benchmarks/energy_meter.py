@@ -7,14 +7,20 @@ Measures, on one GPU:
   3. agreement with Zeus (``zeus.monitor.ZeusMonitor``, a separate implementation reading the same
      counter) on the same >= 2 s torch bf16 matmul bursts; goal |rel diff| <= 1 %;
   4. counter energy vs integrated sampled power over the same bursts (reported, not a goal);
-  5. the dry-run clock path: the study's 0.36-1.26 GHz grid validated against supported clocks.
+  5. boundaries at the counter's next update (the meter's default) against boundaries read at
+     once: the spread of J over bursts of the same fixed work, each after a random idle gap, the
+     two kinds alternating (reported as aligned SD / at-once SD; expected well under 1: a boundary
+     read at once misses up to a counter period of the burst's end);
+  6. the dry-run clock path: the study's 0.36-1.26 GHz grid validated against supported clocks.
 
 Everything talks to NVML through the library's read-only view (``ReadOnlyNvml``), so no code path
 here can set clocks, power limits or modes. Zeus is used only to read (``ZeusMonitor``).
 
 The last line is exactly:
-  sampler_cpu_pct=<x> zeus_rel_diff=<y> counter_vs_power_rel_diff=<z>
-where y is the repeat with the largest |rel diff| (signed) and z the median over repeats.
+  sampler_cpu_pct=<x> zeus_rel_diff=<y> counter_vs_power_rel_diff=<z> boundary_sd_ratio=<r>
+where y is the repeat with the largest |rel diff| (signed), z the median over repeats and r the
+aligned boundaries' SD of J per fixed burst over the at-once boundaries' (Zeus reads at once, so
+3 compares it with a meter whose boundaries are read at once too).
 Without a GPU (or NVML, torch CUDA, zeus) it says why on stderr and exits 2.
 """
 from __future__ import annotations
@@ -102,11 +108,49 @@ def burst(torch, a, b, seconds: float) -> float:
             return elapsed
 
 
+def fixed_work(torch, a, b, batches: int) -> None:
+    """The same device work every time: ``batches`` x 20 bf16 matmuls."""
+    for _ in range(batches):
+        for _ in range(20):
+            torch.matmul(a, b)
+    torch.cuda.synchronize()
+
+
+def boundary_spread(torch, a, b, gpu: int, bursts: int, seconds: float, seed: int = 0, *,
+                    clock=time.perf_counter, sleep=time.sleep, meter_options: dict | None = None) -> dict:
+    """J per burst of fixed work (about ``seconds`` long) under two meters, aligned and at once,
+    alternating burst by burst, each burst after a random idle gap of 0-200 ms (so that its end
+    falls at any phase of the counter's period). Returns each kind's J and their relative SDs.
+    ``clock``, ``sleep``, ``meter_options``: for the test on the fake NVML."""
+    import random
+
+    from pytest_disagg.energy.nvml import EnergyMeter
+
+    rng = random.Random(seed)
+    t0 = clock()
+    fixed_work(torch, a, b, 5)
+    batches = max(1, round(seconds / ((clock() - t0) / 5)))
+    joules: dict[str, list[float]] = {"aligned": [], "at_once": []}
+    options = dict(meter_options or {}, sample_interval_s=None)
+    with EnergyMeter([gpu], **options) as aligned, EnergyMeter([gpu], **options, align_boundaries=False) as at_once:
+        for k in range(2 * bursts):
+            kind, meter = ("aligned", aligned) if k % 2 == 0 else ("at_once", at_once)
+            sleep(rng.uniform(0.0, 0.2))
+            with meter.window(f"fixed{k}") as w:
+                fixed_work(torch, a, b, batches)
+            joules[kind].append(w.result.joules_by_gpu[gpu])
+    rel_sd = {kind: statistics.stdev(j) / statistics.mean(j) for kind, j in joules.items()}
+    return {"batches": batches, "joules": joules, "rel_sd": rel_sd,
+            "sd_ratio": rel_sd["aligned"] / rel_sd["at_once"] if rel_sd["at_once"] > 0 else None}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu", type=int, default=0, help="NVML index (also the CUDA index: one-GPU hosts)")
     ap.add_argument("--burst-seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--boundary-bursts", type=int, default=20,
+                    help="fixed-work bursts per boundary kind for the aligned-vs-at-once spread (default 20)")
     ap.add_argument("--overhead-seconds", type=float, default=10.0)
     ap.add_argument("--json", help="write all figures here")
     args = ap.parse_args(argv)
@@ -168,17 +212,26 @@ def main(argv=None) -> int:
             return fail("torch is not installed")
         if not torch.cuda.is_available():
             return fail("torch sees no CUDA device")
-        try:
-            from zeus.monitor import ZeusMonitor
-        except ImportError as exc:
-            return fail(f"zeus is not importable ({exc}); carry zeus==0.16.0 as a wheel")
-        idle = meter.measure_idle(2.0)
-        print(f"idle: {dict(idle.watts_by_gpu)} W over {idle.seconds:.2f} s ({idle.method})")
-        zeus = ZeusMonitor(gpu_indices=[args.gpu], cpu_indices=[])
         g = torch.Generator(device="cuda").manual_seed(0)
         a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16, generator=g)
         b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16, generator=g)
         burst(torch, a, b, 1.0)                          # warm-up: cuBLAS handles, clocks up
+
+        # -- boundaries at counter updates against boundaries read at once --------------------
+        spread = boundary_spread(torch, a, b, args.gpu, args.boundary_bursts, seconds=1.5)
+        report["boundaries"] = spread
+        print(f"J per fixed burst ({spread['batches']} x 20 matmuls, {args.boundary_bursts} each): relative SD "
+              f"aligned {spread['rel_sd']['aligned'] * 100:.3f} %, at once {spread['rel_sd']['at_once'] * 100:.3f} %")
+
+        try:
+            from zeus.monitor import ZeusMonitor
+        except ImportError as exc:
+            return fail(f"zeus is not importable ({exc}); carry zeus==0.16.0 as a wheel")
+        meter.stop()                                     # Zeus reads at once: compare like with like
+        meter = EnergyMeter([args.gpu], align_boundaries=False).start()
+        idle = meter.measure_idle(2.0)
+        print(f"idle: {dict(idle.watts_by_gpu)} W over {idle.seconds:.2f} s ({idle.method})")
+        zeus = ZeusMonitor(gpu_indices=[args.gpu], cpu_indices=[])
         runs = []
         for i in range(args.repeats):
             name = f"burst{i}"
@@ -220,11 +273,14 @@ def main(argv=None) -> int:
 
     worst = max(runs, key=lambda r: abs(r["zeus_rel_diff"]))["zeus_rel_diff"]
     cvp = statistics.median(r["counter_vs_power_rel_diff"] for r in runs)
-    report["summary"] = {"sampler_cpu_pct": cpu_pct, "zeus_rel_diff": worst, "counter_vs_power_rel_diff": cvp}
+    ratio = report["boundaries"]["sd_ratio"]
+    report["summary"] = {"sampler_cpu_pct": cpu_pct, "zeus_rel_diff": worst, "counter_vs_power_rel_diff": cvp,
+                         "boundary_sd_ratio": ratio}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
-    print(f"sampler_cpu_pct={cpu_pct:.3f} zeus_rel_diff={worst:.5f} counter_vs_power_rel_diff={cvp:.4f}")
+    print(f"sampler_cpu_pct={cpu_pct:.3f} zeus_rel_diff={worst:.5f} counter_vs_power_rel_diff={cvp:.4f} "
+          f"boundary_sd_ratio={'nan' if ratio is None else f'{ratio:.3f}'}")
     return 0
 
 

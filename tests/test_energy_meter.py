@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -295,3 +296,42 @@ def test_results_are_immutable_and_round_trip_through_json():
     back = EnergyWindow.from_json(json.loads(json.dumps(w.to_json())))
     assert back == w
     assert back.to_json()["total_joules"] == pytest.approx(w.total_joules)
+
+
+class _FakeTorch:
+    """Just enough torch for ``benchmarks/energy_meter.py``'s fixed work on the fake NVML: a
+    matmul is 2.3 ms of device work at 600 W; after ``cuda.synchronize`` the GPU idles at 100 W."""
+
+    def __init__(self, fake: FakeNvml, clock: FakeClock):
+        self.fake, self.clock, self.busy = fake, clock, False
+        self.cuda = SimpleNamespace(synchronize=self._synchronize)
+
+    def matmul(self, a, b):
+        if not self.busy:
+            self.fake.set_power(0, 600.0)
+            self.busy = True
+        self.clock.advance(0.0023)
+
+    def _synchronize(self):
+        if self.busy:
+            self.fake.set_power(0, 100.0)
+            self.busy = False
+
+
+def test_the_energy_meter_benchmark_sees_what_aligned_boundaries_buy():
+    """benchmarks/energy_meter.py's side-by-side spread, on the fake NVML: J per fixed burst moves
+    by the at-once boundaries' missed tails (up to 60 J), and far less with aligned ones."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "energy_meter.py"
+    spec = importlib.util.spec_from_file_location("energy_meter_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    clock = FakeClock()
+    fake = FakeNvml([FakeGpu(power_w=100.0)], clock=clock)
+    spread = bench.boundary_spread(_FakeTorch(fake, clock), None, None, 0, bursts=20, seconds=1.5, clock=clock,
+                                   sleep=clock.sleep, meter_options={"nvml": fake, "clock": clock, "sleep": clock.sleep,
+                                                                     "wall_clock": lambda: 1.7e9})
+    assert spread["batches"] == 33 and [len(j) for j in spread["joules"].values()] == [20, 20]
+    assert spread["rel_sd"]["at_once"] > 0.005 and spread["sd_ratio"] < 0.5
