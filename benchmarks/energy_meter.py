@@ -16,7 +16,10 @@ Measures, on one GPU:
 Everything talks to NVML through the library's read-only view (``ReadOnlyNvml``), so no code path
 here can set clocks, power limits or modes. Zeus is used only to read (``ZeusMonitor``).
 
-The last line is exactly:
+``--boundaries-only`` runs 1 and 5 alone (no Zeus needed; ~80 s) and ends with
+  boundary_sd_ratio=<r> aligned_rel_sd=<a> at_once_rel_sd=<b>
+
+Otherwise the last line is exactly:
   sampler_cpu_pct=<x> zeus_rel_diff=<y> counter_vs_power_rel_diff=<z> boundary_sd_ratio=<r>
 where y is the repeat with the largest |rel diff| (signed), z the median over repeats and r the
 aligned boundaries' SD of J per fixed burst over the at-once boundaries' (Zeus reads at once, so
@@ -108,6 +111,24 @@ def burst(torch, a, b, seconds: float) -> float:
             return elapsed
 
 
+def _cuda_torch():
+    """torch with a CUDA device, or why not (a string)."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    return torch if torch.cuda.is_available() else "torch sees no CUDA device"
+
+
+def _operands(torch):
+    """Two 8192^2 bf16 matrices on the GPU, after a 1 s warm-up (cuBLAS handles, clocks up)."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16, generator=g)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16, generator=g)
+    burst(torch, a, b, 1.0)
+    return a, b
+
+
 def fixed_work(torch, a, b, batches: int) -> None:
     """The same device work every time: ``batches`` x 20 bf16 matmuls."""
     for _ in range(batches):
@@ -152,6 +173,8 @@ def main(argv=None) -> int:
     ap.add_argument("--boundary-bursts", type=int, default=20,
                     help="fixed-work bursts per boundary kind for the aligned-vs-at-once spread (default 20)")
     ap.add_argument("--overhead-seconds", type=float, default=10.0)
+    ap.add_argument("--boundaries-only", action="store_true",
+                    help="only the query costs and the aligned-vs-at-once spread (5); no Zeus needed")
     ap.add_argument("--json", help="write all figures here")
     args = ap.parse_args(argv)
     if args.burst_seconds < 2.0:
@@ -178,6 +201,21 @@ def main(argv=None) -> int:
     print(f"GPU {args.gpu}: {report['name']}, driver {report['driver']}; {forbidden} NVML setters disabled")
     for q, c in report["query_costs"].items():
         print(f"  query {q:12s} {c['wall_ms']:.3f} ms wall  {c['cpu_ms']:.3f} ms CPU per call")
+
+    if args.boundaries_only:
+        torch_or_reason = _cuda_torch()
+        if isinstance(torch_or_reason, str):
+            return fail(torch_or_reason)
+        a, b = _operands(torch_or_reason)
+        spread = boundary_spread(torch_or_reason, a, b, args.gpu, args.boundary_bursts, seconds=1.5)
+        report["boundaries"] = spread
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+        ratio = spread["sd_ratio"]
+        print(f"boundary_sd_ratio={'nan' if ratio is None else f'{ratio:.3f}'} "
+              f"aligned_rel_sd={spread['rel_sd']['aligned']:.5f} at_once_rel_sd={spread['rel_sd']['at_once']:.5f}")
+        return 0
 
     # -- sampler overhead, before torch starts its own threads --------------------------------
     base_cpu = cpu_over(args.overhead_seconds)
@@ -206,16 +244,10 @@ def main(argv=None) -> int:
             meter = EnergyMeter([args.gpu]).start()
 
         # -- Zeus agreement and counter vs power over matmul bursts --------------------------
-        try:
-            import torch
-        except ImportError:
-            return fail("torch is not installed")
-        if not torch.cuda.is_available():
-            return fail("torch sees no CUDA device")
-        g = torch.Generator(device="cuda").manual_seed(0)
-        a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16, generator=g)
-        b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16, generator=g)
-        burst(torch, a, b, 1.0)                          # warm-up: cuBLAS handles, clocks up
+        torch = _cuda_torch()
+        if isinstance(torch, str):
+            return fail(torch)
+        a, b = _operands(torch)
 
         # -- boundaries at counter updates against boundaries read at once --------------------
         spread = boundary_spread(torch, a, b, args.gpu, args.boundary_bursts, seconds=1.5)

@@ -6,6 +6,8 @@
 #   bash scripts/gpu_ab_verdicts.sh wait OUT_DIR    # poll up to WAIT_S, copy what exists to OUT_DIR
 #
 # The job, in order, each step's files written as it goes under $WORK (default /root/ab27):
+#  0. the energy meter's boundaries (benchmarks/energy_meter.py --boundaries-only, ~80 s): J per fixed
+#     burst with boundaries at counter updates against boundaries read at once; its line goes to status.txt.
 #  1. ab_power's collection on the GPU shape (ab/workload.py SHAPES["cuda"]: 4 x 16,384 in / 256 out at
 #     once, llama-3.2-3b-shape): A1, A2 and B (A2's servers behind a proxy planting +5 % TTFT and
 #     +5 % TPOT), ROUNDS rounds (2x the budget, so that resampling gives rates), J/token from NVML.
@@ -18,7 +20,7 @@
 # 11 rounds of step 1 came back, steps 2 and 3 were lost that way). Budget: the first start with
 # compilation took 165-265 s on an H100, an eager start 47 s, each run of the GPU shape 2.4 s, a
 # round of step 1 ~18 s (24 rounds: ~13 min with the starts), step 2 351 s in all (10 rounds).
-# Done so far: step 2 (2026-12-07, docs/ab/gpu-h100-eager-vs-graphs/); next: STEPS=power,aa.
+# Done so far: step 2 (2026-12-07, docs/ab/gpu-h100-eager-vs-graphs/); next: STEPS=energy,power,aa.
 set -uo pipefail
 what=${1:?start or wait}; out=${2:-gpu-ab27}
 work=${WORK:-/root/ab27}
@@ -42,7 +44,8 @@ job() {
   cd "$work/repo" || exit 1
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv > "$work/gpu.csv"
-  steps=${STEPS:-power,aa}          # e.g. STEPS=eager; power,aa by default (eager ran)
+  steps=${STEPS:-energy,power,aa}   # e.g. STEPS=eager; energy,power,aa by default (eager ran)
+  [[ $steps == *energy* ]] && python3 benchmarks/energy_meter.py --boundaries-only 2>&1 | tail -n 2 >> "$work/status.txt"
   [[ $steps == *power* ]] && echo "ab_power start $(date -u +%T)" >> "$work/status.txt" && python3 benchmarks/ab_power.py --device cuda --gpus 0 --mediums colocated --rounds "${ROUNDS:-24}" \
     --deadline-s "${DEADLINE_S:-900}" --collect-to "$work/ab-power-samples.json" --no-statistics 2>&1 \
     | grep --line-buffered -v " INFO \|WARNING\|DEBUG" > "$work/ab_power.log" \
