@@ -451,7 +451,7 @@ def noise_bound(d: Sequence[float], confidence: float = NOISE_BOUND_CONFIDENCE) 
     """``paired_sd`` raised to its one-sided ``confidence`` upper bound (chi-square on n - 1 df): the
     noise to plan power with from the rounds at hand. Twelve rounds estimate their SD loosely:
     power planned with the estimate itself averaged 85 % where 95 % was meant on simulated normal
-    rounds (81-95 % on the CPU box's real rounds; 73-75 % with the robust spread used before).
+    rounds (81-95 % on the CPU box's real rounds; 66-75 % with the robust spread used before).
     With the 90 % bound, 97 % on normal rounds and 88-99.9 % on the CPU box's samples files, the
     low end where the rounds have a heavy tail or two clusters, for which the rank test's
     efficiency is below the normal's (``benchmarks/ab_power.py`` checks it on every file). None

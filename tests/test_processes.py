@@ -152,6 +152,20 @@ def test_a_given_up_stop_does_not_wait_the_whole_grace(tmp_path):
         assert says in log.read_text(), log.read_text()
 
 
+def test_a_stuck_supervisor_is_ended_from_pytest_and_the_log_says_so(tmp_path, monkeypatch):
+    """A supervisor that does not end in time (here stopped with SIGSTOP; in CI, starved beside real
+    deployments) has its group killed from pytest; its own line never comes, so pytest's does."""
+    monkeypatch.setattr(processes, "STUCK_SUPERVISOR_S", 0.5)
+    log = tmp_path / "stuck.log"
+    child = processes.start("stuck", [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"],
+                            env=dict(os.environ), log_path=log, grace_s=1)
+    _wait_for(lambda: "up" in log.read_text(), 60, "the child")
+    os.kill(child.supervisor.pid, signal.SIGSTOP)
+    processes.stop(child)
+    assert not child.alive() and child.supervisor.poll() == -signal.SIGKILL
+    assert "the supervisor had not ended 0.5 s after its grace: SIGKILL to its process group" in log.read_text()
+
+
 # --- leftovers of a killed session --------------------------------------------------------
 def _orphan_group() -> subprocess.Popen:
     """A process group as a killed session with a killed supervisor would leave it."""

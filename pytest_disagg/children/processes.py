@@ -324,6 +324,10 @@ def _finish_stop(child: Child, deadline: float) -> int | None:
     try:
         child.supervisor.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:   # the supervisor is stuck: end its group from here
+        if child._log is not None:       # the supervisor's own line will not come: say why it ended
+            child._log.write(f"pytest-disagg: the supervisor had not ended {STUCK_SUPERVISOR_S:g} s after its grace: "
+                             f"SIGKILL to its process group\n".encode())
+            child._log.flush()
         try:
             os.killpg(child.pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -342,13 +346,17 @@ def _finish_stop(child: Child, deadline: float) -> int | None:
 
 
 QUICK_GRACE_S = _sup.PARENT_GONE_GRACE_S      # what a given-up start waits (SIGUSR1 to the supervisor)
+# How long past its grace a supervisor may take before pytest ends its group itself. Generous: on
+# the 2-core box beside real deployments a supervisor can be starved for seconds, and the fallback
+# loses its report line and its reaping (a CI run on 2026-12-08 lost the line with 5 s here).
+STUCK_SUPERVISOR_S = 15.0
 
 
 def stop(child: Child, grace_s: float | None = None) -> int | None:
     """End the child and everything it started (SIGTERM, SIGKILL after the grace period); its exit status."""
     grace = child.grace_s if grace_s is None else grace_s
     _begin_stop(child, grace_s)
-    return _finish_stop(child, time.monotonic() + grace + 5)
+    return _finish_stop(child, time.monotonic() + grace + STUCK_SUPERVISOR_S)
 
 
 def live_children() -> list[Child]:
@@ -379,7 +387,7 @@ def stop_all(children, grace_s: float | None = None) -> None:
     for child in children:
         _begin_stop(child, grace_s)
     grace = max((c.grace_s for c in children), default=0.0) if grace_s is None else grace_s
-    deadline = time.monotonic() + grace + 5
+    deadline = time.monotonic() + grace + STUCK_SUPERVISOR_S
     for child in children:
         _finish_stop(child, deadline)
 
