@@ -351,10 +351,15 @@ def _percent(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.2f} %"
 
 
+def session_log_ratios(entry: dict, use_runs: int | None = None, metric: str = METRIC) -> list[np.ndarray]:
+    """log(A2 / A1) of every complete round, one array per session."""
+    return [np.log([np.median(b) / np.median(a) for a, b in zip(sides["A1"], sides["A2"])])
+            for sides in session_rounds(entry, use_runs, metric).values()]
+
+
 def aa_log_ratios(entry: dict, use_runs: int | None = None, metric: str = METRIC) -> np.ndarray:
     """log(A2 / A1) of every complete round, all sessions: the A/A noise the rule works against."""
-    return np.concatenate([np.log([np.median(b) / np.median(a) for a, b in zip(sides["A1"], sides["A2"])])
-                           for sides in session_rounds(entry, use_runs, metric).values()] or [np.array([])])
+    return np.concatenate(session_log_ratios(entry, use_runs, metric) or [np.array([])])
 
 
 def resolution_line(d: np.ndarray, looks: tuple[int, ...], metric: str = METRIC) -> str:
@@ -461,9 +466,7 @@ def resolution_check(entry: dict, looks: tuple[int, ...], reps: int, seed: int, 
     from pytest_disagg.metrics import METRICS
     from pytest_disagg.verdicts import REGRESSED
 
-    per_session = [np.log([np.median(b) / np.median(a) for a, b in zip(sides["A1"], sides["A2"])])
-                   for sides in session_rounds(entry, use_runs, metric).values()]
-    d = np.concatenate([x - np.median(x) for x in per_session] or [np.array([])])
+    d = np.concatenate([x - np.median(x) for x in session_log_ratios(entry, use_runs, metric)] or [np.array([])])
     if d.size < 8 or np.std(d) == 0:
         return None
     rng = np.random.default_rng(seed)

@@ -129,6 +129,20 @@ def _operands(torch):
     return a, b
 
 
+def _measure_boundaries(args, report: dict):
+    """Step 5 into ``report["boundaries"]`` (printed): torch on CUDA and the warmed-up operands,
+    returned for the steps after it as (torch, a, b); a string says why it could not run."""
+    torch = _cuda_torch()
+    if isinstance(torch, str):
+        return torch
+    a, b = _operands(torch)
+    spread = boundary_spread(torch, a, b, args.gpu, args.boundary_bursts, seconds=1.5)
+    report["boundaries"] = spread
+    print(f"J per fixed burst ({spread['batches']} x 20 matmuls, {args.boundary_bursts} each): relative SD "
+          f"aligned {spread['rel_sd']['aligned'] * 100:.3f} %, at once {spread['rel_sd']['at_once'] * 100:.3f} %")
+    return torch, a, b
+
+
 def fixed_work(torch, a, b, batches: int) -> None:
     """The same device work every time: ``batches`` x 20 bf16 matmuls."""
     for _ in range(batches):
@@ -203,12 +217,10 @@ def main(argv=None) -> int:
         print(f"  query {q:12s} {c['wall_ms']:.3f} ms wall  {c['cpu_ms']:.3f} ms CPU per call")
 
     if args.boundaries_only:
-        torch_or_reason = _cuda_torch()
-        if isinstance(torch_or_reason, str):
-            return fail(torch_or_reason)
-        a, b = _operands(torch_or_reason)
-        spread = boundary_spread(torch_or_reason, a, b, args.gpu, args.boundary_bursts, seconds=1.5)
-        report["boundaries"] = spread
+        setup = _measure_boundaries(args, report)
+        if isinstance(setup, str):
+            return fail(setup)
+        spread = report["boundaries"]
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=2)
@@ -244,16 +256,10 @@ def main(argv=None) -> int:
             meter = EnergyMeter([args.gpu]).start()
 
         # -- Zeus agreement and counter vs power over matmul bursts --------------------------
-        torch = _cuda_torch()
-        if isinstance(torch, str):
-            return fail(torch)
-        a, b = _operands(torch)
-
-        # -- boundaries at counter updates against boundaries read at once --------------------
-        spread = boundary_spread(torch, a, b, args.gpu, args.boundary_bursts, seconds=1.5)
-        report["boundaries"] = spread
-        print(f"J per fixed burst ({spread['batches']} x 20 matmuls, {args.boundary_bursts} each): relative SD "
-              f"aligned {spread['rel_sd']['aligned'] * 100:.3f} %, at once {spread['rel_sd']['at_once'] * 100:.3f} %")
+        setup = _measure_boundaries(args, report)
+        if isinstance(setup, str):
+            return fail(setup)
+        torch, a, b = setup
 
         try:
             from zeus.monitor import ZeusMonitor
